@@ -1,0 +1,55 @@
+"""Convert checkpoints both ways: original `.pkl` <-> transformers directory.
+
+    python -m lsp_model.convert small_ft.pkl models/small_ft          # .pkl -> directory
+    python -m lsp_model.convert models/small_ft small_ft.pkl          # directory -> .pkl
+    python -m lsp_model.convert tiny.pkl out_dir --config config.json # size not inferable (tiny heads)
+
+The direction follows from the paths: a destination ending in .pkl/.pt/.bin is written in the
+original layout, anything else becomes a transformers directory. `--config` (a config.json or a
+folder holding one, original or transformers keys) gives the architecture when the tensors
+cannot tell it (the released sizes all have 64-wide heads).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CheckpointError, load_model, save_original_pkl, save_pretrained
+from .tokenizer import TokenizerNotFound, load_tokenizer
+
+PKL_SUFFIXES = (".pkl", ".pt", ".bin")
+
+
+def convert(src: str, dst: str, config: str | None = None, fp16: bool = False, overwrite: bool = False) -> Path:
+    model = load_model(src, config=config)
+    out = Path(dst)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists (pass --overwrite)")
+    if out.suffix in PKL_SUFFIXES:
+        return save_original_pkl(model, out, dtype=torch.float16 if fp16 else None)
+    src_dir = Path(src) if Path(src).is_dir() else Path(src).parent
+    return save_pretrained(model.half() if fp16 else model, out, tokenizer=load_tokenizer(src_dir), overwrite=overwrite)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lsp_model.convert", description=__doc__.split("\n\n")[0])
+    ap.add_argument("src", help="a .pkl/.pt/.bin/.safetensors file, a transformers directory or a run folder")
+    ap.add_argument("dst", help="a .pkl path (original layout) or a directory (transformers layout)")
+    ap.add_argument("--config", help="config.json or folder holding one, when the size cannot be inferred")
+    ap.add_argument("--fp16", action="store_true", help="write float16 weights, like the released .pkl files")
+    ap.add_argument("--overwrite", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        out = convert(args.src, args.dst, args.config, args.fp16, args.overwrite)
+    except (CheckpointError, FileNotFoundError, FileExistsError, TokenizerNotFound, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Shared fixtures: where ../shared lives, and a skip with a reason when it does not."""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_path() -> Path:
+    return Path(os.environ.get("DIALOGPT_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    p = shared_path()
+    if not (p / "golden").is_dir():
+        pytest.skip(f"shared golden data not found at {p} (set DIALOGPT_SHARED)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def golden(shared_dir) -> Path:
+    return shared_dir / "golden"
+
+
+@pytest.fixture(scope="session")
+def repo_dir() -> Path:
+    return REPO
