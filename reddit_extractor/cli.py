@@ -1,0 +1,187 @@
+"""Command line: the original reddit.py interface, plus a few helper subcommands.
+
+    python -m reddit_extractor YYYY-MM --task=extract|conv [original options] [--workers N]
+    python -m reddit_extractor multiref --data test.tsv.gz --testids IDS --out scored_refs.txt
+    python -m reddit_extractor strip-scores scored_refs.txt refs.txt
+    python -m reddit_extractor cut OUT.tsv IN.tsv.gz [IN.tsv.gz ...]
+    python -m reddit_extractor fetch URL DEST
+
+Booleans take real values (``--clean false`` is false); the original's
+``--parallel=True --clean True`` still work.
+"""
+import argparse
+import os
+import sys
+
+from .dumps import DumpError, find_dump
+from .keys import load_hashes, load_pairs
+from .normalise import Blocklist, read_list
+
+# The original's options, in its order: the "Args: Namespace(...)" stderr line lists them so.
+ORIGINAL_ARGS = ('dump_name', 'bl_words', 'ignore_keys', 'keep_keys', 'discard_tgt_keys', 'freq_words',
+                 'bl_subreddits', 'reddit_input', 'reddit_output', 'max_len', 'max_len_type',
+                 'min_depth', 'max_depth', 'min_score', 'use_title', 'leaves_only', 'split_size',
+                 'task', 'parallel', 'pre_tok', 'clean')
+
+
+def boolean(text):
+    v = str(text).strip().lower()
+    if v in ('1', 'true', 't', 'yes', 'y', 'on'):
+        return True
+    if v in ('0', 'false', 'f', 'no', 'n', 'off', ''):
+        return False
+    raise argparse.ArgumentTypeError('expected a boolean (true/false), got %r' % text)
+
+
+def month_parser():
+    p = argparse.ArgumentParser(prog='python -m reddit_extractor',
+                                description='One month of the DialoGPT Reddit pipeline (extract or conv).')
+    p.add_argument('dump_name', help='month, YYYY-MM')
+    p.add_argument('--bl_words', help='word/phrase blocklist: turns containing one get weight 0.0')
+    p.add_argument('--ignore_keys', type=boolean, nargs='?', const=True, default=False,
+                   help='ignore --keep_keys and --discard_tgt_keys')
+    p.add_argument('--keep_keys', help='key file (t3_sid<TAB>t1_cid<TAB>dep|keep), .gz or plain')
+    p.add_argument('--discard_tgt_keys', help='sha224 hashes of turns that get weight 0.0')
+    p.add_argument('--freq_words', help=argparse.SUPPRESS)  # broken in the original, not supported
+    p.add_argument('--bl_subreddits', help='subreddit blocklist (case-insensitive)')
+    p.add_argument('--reddit_input', default='reddit_in', help='folder with RS_/RC_YYYY-MM dumps')
+    p.add_argument('--reddit_output', default='reddit_out', help='output root (extract/, conv/)')
+    p.add_argument('--max_len', type=int, default=30, help='longest turn kept (words or chars)')
+    p.add_argument('--max_len_type', default='w', choices=['w', 'c'])
+    p.add_argument('--min_depth', type=int, default=2)
+    p.add_argument('--max_depth', type=int, default=10)
+    p.add_argument('--min_score', type=int, default=0)
+    p.add_argument('--use_title', type=int, default=1)
+    p.add_argument('--leaves_only', type=int, default=0)
+    p.add_argument('--split_size', type=int, default=500000)
+    p.add_argument('--task', default='conv', choices=['extract', 'conv'])
+    p.add_argument('--parallel', type=boolean, nargs='?', const=True, default=False,
+                   help='accepted for compatibility (outputs are always per month)')
+    p.add_argument('--pre_tok', type=boolean, nargs='?', const=True, default=False, help=argparse.SUPPRESS)
+    p.add_argument('--clean', type=boolean, nargs='?', const=True, default=False,
+                   help='apply the instance filters (and turn weights when --leaves_only)')
+    g = p.add_argument_group('additions (not in the original)')
+    g.add_argument('--workers', type=int, default=1, help='processes within the month (default 1)')
+    g.add_argument('--gzip', type=boolean, nargs='?', const=True, default=False,
+                   help='write .tsv.gz outputs directly (what the Makefile does)')
+    g.add_argument('--base_url', default=os.environ.get('REDDIT_BASE_URL') or None,
+                   help='mirror to download a missing dump from ($REDDIT_BASE_URL)')
+    return p
+
+
+def args_line(args):
+    return 'Args: Namespace(%s)' % ', '.join('%s=%r' % (k, getattr(args, k)) for k in ORIGINAL_ARGS)
+
+
+def dump_path(args, kind):
+    path = find_dump(args.reddit_input, kind, args.dump_name)
+    if path is not None:
+        return path
+    name = '%s_%s.zst' % (kind, args.dump_name)
+    if not args.base_url:
+        raise DumpError('%s: dump not found (looked for %s_%s with .zst/.bz2/.xz/.gz/no extension). '
+                        'Download it (docs/reddit.md) or pass --base_url.'
+                        % (os.path.join(args.reddit_input, name), kind, args.dump_name))
+    from .download import download, dump_url
+    return download(dump_url(args.base_url, name), os.path.join(args.reddit_input, name))
+
+
+def run_month(argv):
+    args = month_parser().parse_args(argv)
+    print(args_line(args), file=sys.stderr)
+    if args.freq_words:
+        raise DumpError('--freq_words is not supported (it crashed in the original)')
+    if args.min_depth < 1 or args.max_depth < 1:
+        raise DumpError('--min_depth and --max_depth must be >= 1')
+    use_keys = args.keep_keys and not args.ignore_keys
+    if args.task == 'extract':
+        from .extract import extract_month
+        keys = load_pairs(args.keep_keys, 'dep') if use_keys else None
+        extract_month(args.dump_name, dump_path(args, 'RS'), dump_path(args, 'RC'),
+                      os.path.join(args.reddit_output, 'extract', args.dump_name), keys=keys,
+                      split_size=args.split_size, workers=args.workers, gz=args.gzip)
+    else:
+        from .conv import Settings, conv_month
+        settings = Settings(
+            min_depth=args.min_depth, max_depth=args.max_depth, max_len=args.max_len,
+            max_len_type=args.max_len_type, min_score=args.min_score, use_title=bool(args.use_title),
+            leaves_only=bool(args.leaves_only), clean=args.clean,
+            keys=load_pairs(args.keep_keys, 'keep') if use_keys else None,
+            discard=load_hashes(args.discard_tgt_keys) if args.discard_tgt_keys and not args.ignore_keys else None,
+            bl_words=Blocklist(_list(args.bl_words)) if args.bl_words else None,
+            bl_subreddits={s.lower() for s in _list(args.bl_subreddits)} if args.bl_subreddits else None)
+        conv_month(args.dump_name, args.reddit_output, settings, workers=args.workers, gz=args.gzip)
+    return 0
+
+
+def _list(path):
+    return [w for w in read_list(path) if not w.startswith('#')]
+
+
+def run_multiref(argv):
+    p = argparse.ArgumentParser(prog='python -m reddit_extractor multiref',
+                                description='create-multiref: scored multi-reference test file')
+    p.add_argument('--data', required=True, help='test.tsv.gz (sid,pid,cid<TAB>src<TAB>tgt)')
+    p.add_argument('--testids', required=True, help='test-multi-refs-ids.txt')
+    p.add_argument('--out', required=True, help='output, e.g. test.scored_refs.txt')
+    p.add_argument('--refs', help='also write the score-stripped refs file here (test.refs.txt)')
+    args = p.parse_args(argv)
+    from .multiref import create_multiref, strip_scores
+    create_multiref(args.data, args.testids, args.out)
+    if args.refs:
+        strip_scores(args.out, args.refs)
+    return 0
+
+
+def run_strip_scores(argv):
+    p = argparse.ArgumentParser(prog='python -m reddit_extractor strip-scores',
+                                description="sed 's/[0-9]\\+|//g'")
+    p.add_argument('input')
+    p.add_argument('output')
+    args = p.parse_args(argv)
+    from .multiref import strip_scores
+    strip_scores(args.input, args.output)
+    return 0
+
+
+def run_cut(argv):
+    p = argparse.ArgumentParser(prog='python -m reddit_extractor cut',
+                                description='zcat INPUTS | cut -f 2-3 > OUTPUT, refusing an implausibly small result')
+    p.add_argument('output')
+    p.add_argument('inputs', nargs='+')
+    p.add_argument('--min_lines', type=int, default=1, help='fail below this many lines (default 1)')
+    args = p.parse_args(argv)
+    from .merge import cut_columns
+    n = cut_columns(args.inputs, args.output, args.min_lines)
+    print('%s: %d lines' % (args.output, n), file=sys.stderr)
+    return 0
+
+
+def run_fetch(argv):
+    p = argparse.ArgumentParser(prog='python -m reddit_extractor fetch',
+                                description='download URL to DEST, resuming DEST.part (HTTP Range)')
+    p.add_argument('url')
+    p.add_argument('dest')
+    args = p.parse_args(argv)
+    from .download import download
+    download(args.url, args.dest)
+    return 0
+
+
+COMMANDS = {'multiref': run_multiref, 'strip-scores': run_strip_scores, 'cut': run_cut,
+            'fetch': run_fetch}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    run = COMMANDS.get(argv[0]) if argv else None
+    try:
+        if run is not None:
+            return run(argv[1:])
+        return run_month(argv)
+    except (DumpError, OSError) as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        return 130

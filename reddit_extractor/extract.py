@@ -1,0 +1,217 @@
+"""The per-month extract step: RS/RC dumps -> ``extract/YYYY-MM/{rs,rc}_sub*.tsv`` + ``stat.tsv``.
+
+Output is byte-identical to the original reddit.py ``--task=extract``:
+submissions with >= 2 comments go to chunks of ``split_size``; each kept
+comment goes to the chunk of its submission.  The last line of every chunk
+file has no newline (the original's ``'\\n'.join``), except that an rc chunk
+flushed at a 100,000-line boundary and never written to again ends with one.
+
+With ``workers > 1`` comment lines are parsed in forked worker processes
+while the parent decompresses; results come back in order, so the output
+does not depend on the worker count.
+"""
+import multiprocessing
+import os
+import sys
+from collections import Counter
+
+from tqdm import tqdm
+
+from .dumps import DumpError, iter_line_batches
+from .outputs import AtomicFiles, remove_quietly, write_atomic
+from .records import BadRecord, comment_row, parse, submission_row
+
+FLUSH_EVERY = 100000  # the original wrote rc rows out every 1e5 input lines
+
+
+class Errors:
+    """Bad-input counts per reason, with the first line number of each."""
+
+    def __init__(self):
+        self.count = Counter()
+        self.first = {}
+
+    def add(self, reason, line_no, n=1):
+        self.count[reason] += n
+        if reason not in self.first or line_no < self.first[reason]:
+            self.first[reason] = line_no
+
+    def merge(self, count, first):
+        for reason, n in count.items():
+            self.add(reason, first[reason], n)
+
+    def rows(self, month, kind):
+        return ['%s\t%s\t%s\t%d\t%d' % (month, kind, r, self.count[r], self.first[r])
+                for r in sorted(self.count)]
+
+
+def _progress(path, desc):
+    bar = tqdm(total=os.path.getsize(path), unit='B', unit_scale=True, desc=desc,
+               file=sys.stderr, disable=None, leave=False)
+    return bar
+
+
+def extract_submissions(path, split_size, errors, out, out_dir, gz, log):
+    """Write rs_sub chunks; return (list of sid sets per chunk, kept, seen)."""
+    ext = '.tsv.gz' if gz else '.tsv'
+    chunks, sids, rows = [], [], []
+    n = m = 0
+
+    def write_chunk():
+        print('writing submissions_sub%i' % len(chunks), file=log)
+        f = out.open(os.path.join(out_dir, 'rs_sub%i%s' % (len(chunks), ext)), gz)
+        f.write('\n'.join(rows).encode('utf-8'))
+        chunks.append(set(sids))
+
+    bar = _progress(path, os.path.basename(path))
+    for batch in _batches(path, bar, lambda: n):
+        for line in batch:
+            n += 1
+            try:
+                kept = submission_row(parse(line))
+            except BadRecord as e:
+                errors.add(e.args[0], n)
+                continue
+            if kept is None:
+                continue
+            sids.append(kept[0])
+            rows.append(kept[1])
+            m += 1
+            if len(sids) == split_size:
+                write_chunk()
+                sids, rows = [], []
+    bar.close()
+    write_chunk()  # the last chunk is always written, even when empty
+    print('extract_submissions done.\n', file=log)
+    return chunks, m, n
+
+
+# Set in the parent before workers fork, so the (large) key set is shared, not pickled.
+_CONTEXT = {}
+
+
+def _comment_batch(job):
+    """Parse one batch of RC lines: (n lines, [(line_no, sub, row)], error counts, first lines)."""
+    first_no, lines = job
+    keys, sid_to_sub = _CONTEXT['keys'], _CONTEXT['sid_to_sub']
+    kept, count, first = [], Counter(), {}
+    for j, line in enumerate(lines):
+        try:
+            r = comment_row(parse(line), keys, sid_to_sub)
+        except BadRecord as e:
+            reason = e.args[0]
+            count[reason] += 1
+            first.setdefault(reason, first_no + j)
+            continue
+        if r is not None:
+            kept.append((first_no + j, r[0], r[1]))
+    return len(lines), kept, count, first
+
+
+def _batches(path, bar, lines_done):
+    """Line batches of ``path``; a DumpError also says how many lines were read."""
+    try:
+        yield from iter_line_batches(path, bar.update)
+    except DumpError as e:
+        raise DumpError('%s (%d complete lines read before)' % (e, lines_done())) from None
+
+
+def _jobs(path, bar, size=20000):
+    n = 1
+    for batch in _batches(path, bar, lambda: n - 1):
+        for k in range(0, len(batch), size):
+            part = batch[k:k + size]
+            yield n, part
+            n += len(part)
+
+
+def extract_comments(path, chunks, keys, errors, out, out_dir, gz, workers, log):
+    """Write rc_sub chunks; return (kept, seen)."""
+    ext = '.tsv.gz' if gz else '.tsv'
+    sid_to_sub = {}
+    for sub, sids in enumerate(chunks):
+        for sid in sids:
+            sid_to_sub.setdefault(sid, sub)
+    files = [out.open(os.path.join(out_dir, 'rc_sub%i%s' % (sub, ext)), gz) for sub in range(len(chunks))]
+    last_line = [0] * len(chunks)  # input line of the last row written to each chunk
+    period = [0] * len(chunks)     # flush period (line // 1e5) of that row
+    in_period = [0] * len(chunks)  # rows of the chunk in that period
+    _CONTEXT.update(keys=keys, sid_to_sub=sid_to_sub)
+    bar = _progress(path, os.path.basename(path))
+    n = m = 0
+    pool = None
+    if workers > 1 and 'fork' in multiprocessing.get_all_start_methods():
+        pool = multiprocessing.get_context('fork').Pool(workers)
+        results = pool.imap(_comment_batch, _jobs(path, bar), chunksize=1)
+    else:
+        results = map(_comment_batch, _jobs(path, bar))
+    try:
+        for n_lines, kept, count, first in results:
+            n += n_lines
+            errors.merge(count, first)
+            for line_no, sub, row in kept:
+                f = files[sub]
+                if last_line[sub]:
+                    f.write(b'\n')
+                f.write(row.encode('utf-8'))
+                last_line[sub] = line_no
+                p = line_no // FLUSH_EVERY
+                if p != period[sub]:
+                    period[sub], in_period[sub] = p, 0
+                in_period[sub] += 1
+                m += 1
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        _CONTEXT.clear()
+        bar.close()
+    # The original flushed rows with a trailing newline at every 1e5th input
+    # line and joined the rest without one at the end.
+    n_flushes = n // FLUSH_EVERY
+    print('the rest...', file=log)
+    for sub, f in enumerate(files):
+        flushed = last_line[sub] and period[sub] < n_flushes
+        if flushed:
+            f.write(b'\n')
+        print('    sub %i: %i' % (sub, 0 if flushed or not last_line[sub] else in_period[sub]), file=log)
+    print('extract_comments done.\n', file=log)
+    return m, n
+
+
+def extract_month(month, rs_path, rc_path, out_dir, keys=None, split_size=500000,
+                  workers=1, gz=False, log=None):
+    """Run the extract step for one month; return (comments kept, seen, subs kept, seen).
+
+    All files appear at once (temporary names, then renames) with stat.tsv
+    last; on any error the month's outputs are removed and DumpError raised.
+    """
+    log = log or sys.stdout
+    os.makedirs(out_dir, exist_ok=True)
+    stat_path = os.path.join(out_dir, 'stat.tsv')
+    remove_quietly(stat_path)  # the make target: absent until the month is complete
+    sub_errors, com_errors = Errors(), Errors()
+    with AtomicFiles() as out:
+        chunks, subs_kept, subs_seen = extract_submissions(
+            rs_path, split_size, sub_errors, out, out_dir, gz, log)
+        com_kept, com_seen = extract_comments(
+            rc_path, chunks, keys, com_errors, out, out_dir, gz, workers, log)
+        out.commit()
+    _remove_stale_chunks(out_dir, len(chunks), '.tsv.gz' if gz else '.tsv')
+    rows = sub_errors.rows(month, 'RS') + com_errors.rows(month, 'RC')
+    write_atomic(os.path.join(out_dir, 'stat.errors.tsv'), ''.join(r + '\n' for r in rows))
+    for kind, path, errs in (('RS', rs_path, sub_errors), ('RC', rc_path, com_errors)):
+        for reason in sorted(errs.count):
+            print('warning: %s: %d line(s) dropped as %s (first: line %d)'
+                  % (path, errs.count[reason], reason, errs.first[reason]), file=sys.stderr)
+    write_atomic(stat_path, '\t'.join([month, str(com_kept), str(com_seen),
+                                       str(subs_kept), str(subs_seen)]) + '\n')
+    return com_kept, com_seen, subs_kept, subs_seen
+
+
+def _remove_stale_chunks(out_dir, n_chunks, ext):
+    """Chunk files of an earlier run (other split size or extension) would be read by conv."""
+    keep = {'%s%d%s' % (p, i, ext) for p in ('rs_sub', 'rc_sub') for i in range(n_chunks)}
+    for name in os.listdir(out_dir):
+        if name.startswith(('rs_sub', 'rc_sub')) and name not in keep and '.tmp' not in name:
+            os.remove(os.path.join(out_dir, name))
