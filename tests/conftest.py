@@ -27,3 +27,12 @@ def golden(shared_dir) -> Path:
 @pytest.fixture(scope="session")
 def repo_dir() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_dialogue_models(tmp_path_factory):
+    """A tiny forward DialoGPT and its reverse (MMI) model, trained once per session on real
+    chitchat exchanges (tests/tiny_model.py): {"forward", "reverse": model dirs with tokenizer,
+    "pairs": [(context turns, response)], "forward_loss", "reverse_loss"}."""
+    from tiny_model import build_tiny_models
+    return build_tiny_models(tmp_path_factory.mktemp("tiny_dialogue"))

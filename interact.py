@@ -1,0 +1,121 @@
+"""Chat with a DialoGPT checkpoint on the terminal (multi-turn, optional MMI reranking).
+
+    python interact.py --model models/medium
+    python interact.py --model run_dir --preset topk --reverse_model small_reverse.pkl
+    printf 'hi there\\nhow are you?\\n' | python interact.py --model m     # one reply per input line
+
+The history is kept as token ids and trimmed to --history_budget tokens (oldest turns first):
+long histories make replies shrink and repeat (DialoGPT #84). Type /help for the commands
+(/reset, /set NAME VALUE, /preset NAME, /settings, /history, /quit). Without --preset or
+sampling flags the `nucleus` preset is used. See docs/decoding.md.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+import torch
+
+from decode import load_decoder
+from lsp_model.chat import History, clean_hypothesis, history_context, run_command
+from lsp_model.checkpoint import CheckpointError
+from lsp_model.generate import add_generation_args, gen_config_from_args, generate
+from lsp_model.mmi import rerank
+from lsp_model.tokenizer import TokenizerNotFound, decode, encode, encode_batch, tokenizer_identity
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="checkpoint: .pkl, transformers dir, run folder")
+    p.add_argument("--tokenizer", help="default: the model's folder, else GPT-2")
+    p.add_argument("--config", help="config.json overriding the checkpoint's")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--history_budget", type=int, default=256, help="max context tokens the model sees")
+    p.add_argument("--reverse_model", help="reverse checkpoint for MMI reranking")
+    p.add_argument("--reverse_tokenizer")
+    p.add_argument("--num_candidates", type=int, default=10)
+    p.add_argument("--mmi_lambda", type=float, default=0.0)
+    add_generation_args(p)
+    args = p.parse_args(argv)
+    if args.preset is None and args.do_sample is None and args.num_beams is None:
+        args.preset = "nucleus"
+    return args
+
+
+def lines(tty: bool):
+    """User lines: a prompt on a terminal; plain lines (no prompt) when stdin is piped."""
+    while True:
+        try:
+            line = input("you> ") if tty else sys.stdin.readline()
+        except EOFError:
+            return
+        if not tty and line == "":
+            return
+        yield line.rstrip("\r\n")
+
+
+def reply(model, tok, eos, vocab, cfg, history: History, budget: int, turn: int, mmi=None) -> tuple[list[int], int]:
+    """Generate the bot's reply to the history; returns (reply ids, old turns left out)."""
+    max_ctx = min(budget, model.config.n_positions - cfg.max_new_tokens)
+    ctx, dropped = history_context(history.turns, eos, max_ctx)
+    if mmi is not None:
+        rev, reos, conv, lam, n = mmi
+        if cfg.num_beams > 1:
+            cfg = dataclasses.replace(cfg, num_return_sequences=cfg.num_beams)
+        elif cfg.do_sample:
+            cfg = dataclasses.replace(cfg, num_return_sequences=n)
+        else:
+            mmi = None  # greedy gives one candidate: nothing to rerank
+    hyps = generate(model, [ctx], cfg, eos, vocab, indices=[turn])[0]
+    if mmi is not None:
+        hyps = rerank(rev, history.turns[dropped:], hyps, reos, lam, to_reverse_ids=conv)
+    return hyps[0]["ids"], dropped
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = gen_config_from_args(args)
+        model, tok, eos, vocab = load_decoder(args.model, args.tokenizer, args.config, args.device)
+        mmi = None
+        if args.reverse_model:
+            rev, rtok, reos, _ = load_decoder(args.reverse_model, args.reverse_tokenizer or args.reverse_model,
+                                              None, args.device)
+            conv = None if tokenizer_identity(rtok) == tokenizer_identity(tok) else (
+                lambda ids: encode_batch(rtok, [decode(tok, ids)])[0])
+            mmi = (rev, reos, conv)
+    except (ValueError, OSError, CheckpointError, TokenizerNotFound) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    tty = sys.stdin.isatty()
+    extra = {"history_budget": args.history_budget, "mmi_lambda": args.mmi_lambda, "num_candidates": args.num_candidates}
+    if tty:
+        print("Chatting with " + args.model + (" (MMI reranking)" if mmi else "") + ". /help for commands, /quit to leave.")
+    history, turn, warned = History(), 0, False
+    try:
+        for line in lines(tty):
+            if line.strip().startswith("/"):
+                msg, cfg, quit_ = run_command(line, cfg, history, tok, extra)
+                print(msg, flush=True)
+                if quit_:
+                    break
+                continue
+            history.add(encode(tok, line.strip()))
+            m = None if mmi is None else (*mmi, extra["mmi_lambda"], extra["num_candidates"])
+            ids, dropped = reply(model, tok, eos, vocab, cfg, history, extra["history_budget"], turn, m)
+            if dropped and not warned:
+                print(f"(note: the history is over {extra['history_budget']} tokens; the oldest turns are "
+                      "left out from now on)", file=sys.stderr, flush=True)
+                warned = True
+            history.add(ids)
+            turn += 1
+            text = clean_hypothesis(decode(tok, ids))
+            print(f"bot> {text}" if tty else text, flush=True)
+    except KeyboardInterrupt:
+        print("\nbye", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
