@@ -1,0 +1,42 @@
+"""Train or fine-tune DialoGPT (the original LSP_train.py's flags, logs and checkpoints).
+
+1 GPU (fp16 autocast by default, as the original):
+$ python LSP_train.py --model_name_or_path configs/117M --init_checkpoint models/small/pytorch_model.bin \
+    --train_input_file data/train.128len.db --eval_input_file data/dummy_data.tsv --output_dir models/ \
+    --train_batch_size 16 --gradient_accumulation_steps 2 --eval_batch_size 16 --learning_rate 1e-5
+
+8 GPUs on one node (DDP; gradients are SUMMED over ranks, as the original):
+$ torchrun --standalone --nproc_per_node=8 LSP_train.py <same flags>
+
+2 nodes x 8 GPUs (run on each node; --node_rank 0 on the master, 1 on the other):
+$ torchrun --nnodes=2 --nproc_per_node=8 --node_rank=0 --master_addr=10.0.0.1 --master_port=29500 \
+    LSP_train.py <same flags>
+
+CPU (fp32 gives the original's fp32 Adam; --bf16 true is faster on CPUs with bf16 units):
+$ python LSP_train.py <same flags> --fp16 false
+
+Exact resume of an interrupted run: add `--resume_from_checkpoint last` (or a run folder / .pkl).
+See docs/training.md for every flag and the output files.
+"""
+import logging
+import sys
+
+from gpt2_training.args import UsageError, parse_args
+from gpt2_training.loop import TrainingDiverged, train
+
+
+def main(argv=None) -> dict:
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s -   %(message)s",
+                        datefmt="%m/%d/%Y %H:%M:%S", level=logging.INFO)
+    try:
+        return train(parse_args(argv))
+    except UsageError as e:
+        print(f"LSP_train.py: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except TrainingDiverged as e:
+        print(f"LSP_train.py: error: {e}", file=sys.stderr)
+        raise SystemExit(3) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""LSP_train.py's command line: every original flag with its default, plus the new ones.
+
+Precedence: built-in defaults < --config file (JSON or YAML) < flags given on the command line.
+String booleans as the original (`--fp16 true`); only true/false (any case) are accepted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+class UsageError(ValueError):
+    """Bad input found before training starts; printed as one line, exit status 2."""
+
+
+def boolean_string(s) -> bool:
+    if isinstance(s, bool):
+        return s
+    if str(s).lower() not in ("true", "false"):
+        raise ValueError(f"not a valid boolean string: {s!r} (use true or false)")
+    return str(s).lower() == "true"
+
+
+boolean_string.__name__ = "boolean_string"  # argparse prints "invalid boolean_string value"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="LSP_train.py", description="Train or fine-tune DialoGPT.")
+    a = p.add_argument
+    # --- the original's flags, same names, defaults and meaning
+    a("--model_name_or_path", type=str, help="folder with config.json (and vocab.json/merges.txt)")
+    a("--seed", type=int, default=42)
+    a("--max_seq_length", type=int, default=128)
+    a("--skip_eval", action="store_true", help="skip the eval at each valid_step (unused in the original)")
+    a("--init_checkpoint", type=str, help="weights to start from (.pkl, transformers dir, run folder)")
+    a("--train_input_file", type=str, help="the training DB folder made by prepro.py")
+    a("--eval_input_file", type=str, help="raw TSV src\\ttgt for the eval loss")
+    a("--continue_from", type=int, default=0,
+      help="original meaning: only sets global_step=N (and step=2N-1); weights from --init_checkpoint")
+    a("--train_batch_size", type=int, default=4, help="batch size per process per optimizer step")
+    a("--gradient_accumulation_steps", type=int, default=2, help="micro-batch = train_batch_size // this")
+    a("--eval_batch_size", type=int, default=4)
+    a("--learning_rate", type=float, default=1e-5)
+    a("--num_optim_steps", type=int, default=1000000)
+    a("--valid_step", type=int, default=10000, help="save + eval every N optimizer steps")
+    a("--warmup_proportion", type=float, default=0.1)
+    a("--warmup_steps", type=int, default=16000)
+    a("--normalize_data", type=boolean_string, default=True)
+    a("--fp16", type=boolean_string, default=True,
+      help="fp16 autocast + dynamic loss scaling + FusedAdam semantics (the original's default; runs on CPU too)")
+    a("--lr_schedule", type=str, default="noam", choices=["noam", "noamwd", "BERT", "None"])
+    a("--loss_scale", type=float, default=0, help="0 = dynamic loss scale, > 0 = static")
+    a("--no_token_id", type=boolean_string, default=True)
+    a("--output_dir", type=str, help="parent of the run folder GPT2.{lr}.{batch}.{n}gpu.{timestamp}")
+    a("--log_dir", type=str, help="where train_log.txt/eval_log.txt go (default: the run folder)")
+    a("--pbar", type=boolean_string, default=True, help="tqdm progress bar")
+    a("--local_rank", "--local-rank", type=int, default=-1, help="set by torch.distributed.launch; torchrun uses env")
+    a("--config", type=str, help="JSON or YAML file of flag values; explicit command-line flags win")
+    # --- new
+    a("--bf16", type=boolean_string, default=False, help="bf16 autocast with the fp32 optimizer (replaces --fp16)")
+    a("--optim", choices=["lsp", "adamw"], default="lsp",
+      help="lsp = the original's optimizer for the precision; adamw = torch AdamW (fused/foreach)")
+    a("--resume_from_checkpoint", type=str,
+      help="exact resume: a GP2-pretrain-step-N.pkl / .resume.pt, a run folder, or 'last' (newest under --output_dir)")
+    a("--save_hf", type=boolean_string, default=False, help="also write a transformers dir next to each .pkl")
+    a("--gradient_checkpointing", type=boolean_string, nargs="?", const=True, default=False)
+    a("--tensorboard", type=boolean_string, nargs="?", const=True, default=False)
+    a("--stop_after_steps", type=int, default=0,
+      help="end this invocation after N updates (the schedule still uses --num_optim_steps); resume later")
+    a("--device", type=str, default=None, help="force a device, e.g. cpu (default: cuda if available)")
+    return p
+
+
+def _load_config_file(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--config {path}: file not found")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() in (".yml", ".yaml"):
+            import yaml
+            cfg = yaml.safe_load(text)
+        else:
+            cfg = json.loads(text)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"--config {path}: cannot parse ({first})") from None
+    if not isinstance(cfg, dict):
+        raise UsageError(f"--config {path}: expected a mapping of flag names to values")
+    # The original substituted Philly cluster folders into string values.
+    for var in ("PHILLY_JOB_DIRECTORY", "PHILLY_LOG_DIRECTORY"):
+        if var in os.environ:
+            cfg = {k: v.replace(var, os.environ[var]) if isinstance(v, str) else v for k, v in cfg.items()}
+    return cfg
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        cfg = _load_config_file(args.config)
+        known = {a.dest for a in parser._actions}
+        unknown = sorted(set(k.lstrip("-").replace("-", "_") for k in cfg) - known)
+        if unknown:
+            raise UsageError(f"--config {args.config}: unknown keys {', '.join(unknown)}")
+        parser.set_defaults(**{k.lstrip("-").replace("-", "_"): v for k, v in cfg.items()})
+        args = parser.parse_args(argv)  # explicit flags win over the file's values
+        for k in ("normalize_data", "fp16", "no_token_id", "pbar", "bf16", "save_hf",
+                  "gradient_checkpointing", "tensorboard"):
+            try:
+                setattr(args, k, boolean_string(getattr(args, k)))
+            except ValueError as e:
+                raise UsageError(f"--config {args.config}: {k}: {e}") from None
+    check_args(args)
+    return args
+
+
+def check_args(args: argparse.Namespace) -> None:
+    if args.train_batch_size % args.gradient_accumulation_steps:
+        raise UsageError(f"--train_batch_size {args.train_batch_size} is not divisible by "
+                         f"--gradient_accumulation_steps {args.gradient_accumulation_steps}")
+    if args.train_batch_size <= 0 or args.gradient_accumulation_steps <= 0:
+        raise UsageError("--train_batch_size and --gradient_accumulation_steps must be positive")
+    if args.valid_step <= 0 or args.num_optim_steps <= 0:
+        raise UsageError("--valid_step and --num_optim_steps must be positive")
+    if not args.output_dir:  # the original crashed in os.path.join (issue #42)
+        raise UsageError("--output_dir is required (the run folder is created inside it)")
+    if not args.model_name_or_path:
+        raise UsageError("--model_name_or_path is required (a folder with config.json)")
+    if not args.train_input_file:
+        raise UsageError("--train_input_file is required (the DB folder made by prepro.py)")
+
+
+def resolved_config(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in sorted(vars(args).items())}

@@ -1,0 +1,117 @@
+"""Training checkpoints: the original's GP2-pretrain-step-N.pkl plus a resume state for exact resume.
+
+Each save writes, in this order, each file atomically (temp name + rename):
+  GP2-pretrain-step-N.pkl        model weights in the original layout (what tools and users load)
+  GP2-pretrain-step-N.resume.pt  optimizer, loss scaler, counters, every RNG state, loader position
+                                 (+ fp32 weights when the .pkl is fp16); written last = commit mark
+A save killed half way leaves only a `.tmp-*` file or a .pkl without its .resume.pt, and
+`find_resume` skips it, so the previous pair stays the usable checkpoint. Everything in the
+resume state is tensors or plain Python types, so it reads back with weights_only=True.
+"""
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lsp_model.atomic import atomic_file
+from lsp_model.checkpoint import save_original_pkl, save_pretrained
+
+STEP_RE = re.compile(r"GP2-pretrain-step-(\d+)\.resume\.pt$")
+
+
+def pkl_path(run_dir, step: int) -> Path:
+    return Path(run_dir) / f"GP2-pretrain-step-{step}.pkl"
+
+
+def resume_path(run_dir, step: int) -> Path:
+    return Path(run_dir) / f"GP2-pretrain-step-{step}.resume.pt"
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    st = {"python": random.getstate(),
+          "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+          "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    random.setstate(st["python"])
+    name, keys, *rest = st["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_weights(run_dir, step: int, model, pkl_dtype=None, tokenizer=None, save_hf: bool = False) -> Path:
+    """The original's GP2-pretrain-step-N.pkl (fp16 when training in fp16, as the original), and a
+    transformers dir next to it with --save_hf."""
+    pkl = save_original_pkl(model, pkl_path(run_dir, step), dtype=pkl_dtype)
+    if save_hf:
+        save_pretrained(model, Path(run_dir) / f"GP2-pretrain-step-{step}-hf", tokenizer=tokenizer)
+    return pkl
+
+
+def save_resume(run_dir, step: int, model, optimizer, scaler, counters: dict, loader_state,
+                pkl_dtype=None) -> Path:
+    """The resume state; written after the .pkl (and the eval row), it marks the pair complete."""
+    state = {"format": "dialogpt-resume-v1", "global_step": step, "counters": counters,
+             "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
+             "rng": rng_state(), "loader": loader_state}
+    if pkl_dtype not in (None, torch.float32):  # the .pkl lost precision: keep the fp32 master weights
+        state["model"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    path = resume_path(run_dir, step)
+    with atomic_file(path) as f:
+        torch.save(state, f)
+    return path
+
+
+def complete_steps(run_dir) -> list[int]:
+    """Steps that have both files, newest first."""
+    run_dir = Path(run_dir)
+    steps = [int(m.group(1)) for p in run_dir.glob("GP2-pretrain-step-*.resume.pt") if (m := STEP_RE.search(p.name))]
+    return sorted((s for s in steps if pkl_path(run_dir, s).is_file()), reverse=True)
+
+
+def find_resume(spec: str, output_dir: str | None) -> tuple[Path, int]:
+    """(run folder, step) for --resume_from_checkpoint PATH|last."""
+    if spec == "last":
+        if not output_dir or not Path(output_dir).is_dir():
+            raise FileNotFoundError(f"--resume_from_checkpoint last: no output folder {output_dir}")
+        runs = [d for d in Path(output_dir).iterdir() if d.is_dir() and complete_steps(d)]
+        if not runs:
+            raise FileNotFoundError(f"--resume_from_checkpoint last: no run folder with a complete "
+                                    f"checkpoint (.pkl + .resume.pt) under {output_dir}")
+        run = max(runs, key=lambda d: resume_path(d, complete_steps(d)[0]).stat().st_mtime)
+        return run, complete_steps(run)[0]
+    p = Path(spec)
+    if p.is_dir():
+        steps = complete_steps(p)
+        if not steps:
+            raise FileNotFoundError(f"{p}: no complete checkpoint (.pkl + .resume.pt)")
+        return p, steps[0]
+    m = re.search(r"GP2-pretrain-step-(\d+)\.(pkl|resume\.pt)$", p.name)
+    if not m:
+        raise FileNotFoundError(f"{p}: not a GP2-pretrain-step-N.pkl/.resume.pt or a run folder")
+    step = int(m.group(1))
+    if not (resume_path(p.parent, step).is_file() and pkl_path(p.parent, step).is_file()):
+        raise FileNotFoundError(f"{p}: checkpoint of step {step} is incomplete (needs .pkl and .resume.pt)")
+    return p.parent, step
+
+
+def load_resume_state(run_dir, step: int) -> dict:
+    path = resume_path(run_dir, step)
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: unreadable resume state ({type(e).__name__})") from None
+    if not isinstance(st, dict) or st.get("format") != "dialogpt-resume-v1":
+        raise ValueError(f"{path}: not a resume state written by gpt2_training")
+    return st

@@ -1,0 +1,92 @@
+"""The training loss without materialising [B, T, vocab] logits.
+
+Same values as lsp_model.model.lm_loss (loss = token mean over the batch, ppl = exp of the mean
+per-row mean NLL), but the LM head and the cross entropy run together in row chunks, and the
+gradients w.r.t. the hidden states and the head weight are computed in the same pass (the loss
+is a fixed token mean, so they are known at forward time). With a 50257 vocabulary the full
+logits, their log-softmax and its gradient dominate memory traffic; chunking removes that.
+Only the float summation order differs from the unchunked loss.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CHUNK_ELEMS = 1 << 25  # logits per chunk (128 MiB in fp32)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, w, labels, compute_dtype, grad_scale):
+        n_valid = (labels != -1).sum().clamp(min=1)
+        inv_n = grad_scale / n_valid.to(torch.float32)
+        hc_all, wc = h.to(compute_dtype), w.to(compute_dtype)
+        ce = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
+        dh = torch.empty(h.shape, dtype=torch.float32, device=h.device)
+        dw = torch.zeros(w.shape, dtype=torch.float32, device=w.device)
+        chunk = max(1, CHUNK_ELEMS // w.shape[0])
+        for s in range(0, h.shape[0], chunk):
+            hc, lc = hc_all[s:s + chunk], labels[s:s + chunk]
+            logits = (hc @ wc.t()).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            valid = lc != -1
+            safe = lc.clamp(min=0).unsqueeze(1)
+            ce[s:s + chunk] = torch.where(valid, lse - logits.gather(1, safe).squeeze(1), 0.0)
+            # d(sum ce * inv_n)/d logits = (softmax - onehot) * inv_n on labelled rows
+            g = logits.sub_(lse.unsqueeze(1)).exp_()
+            g.scatter_add_(1, safe, torch.full_like(safe, -1, dtype=g.dtype))
+            g.mul_((valid.to(g.dtype) * inv_n).unsqueeze(1))
+            g = g.to(compute_dtype)
+            dh[s:s + chunk] = (g @ wc).float()
+            dw += (g.t() @ hc).float()
+        ctx.save_for_backward(dh, dw)
+        ctx.grad_scale = grad_scale
+        ctx.dtypes = (h.dtype, w.dtype)
+        loss = ce.sum() / n_valid
+        ctx.mark_non_differentiable(ce)
+        return loss, ce
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_ce):
+        dh, dw = ctx.saved_tensors
+        k = grad_loss / ctx.grad_scale
+        return (dh * k).to(ctx.dtypes[0]), (dw * k).to(ctx.dtypes[1]), None, None, None
+
+
+def linear_cross_entropy(h, w, labels, grad_scale: float = 1.0):
+    """(loss, per-token ce) of logits = h @ w.T against pre-shifted labels (-1 ignored).
+    `grad_scale` = the fp16 loss scale the caller will multiply the loss by, so the low-precision
+    gradient matmuls see scaled values (no underflow)."""
+    dev = h.device.type
+    cdt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
+    h, labels = h.flatten(0, 1), labels.flatten()
+    keep = None
+    if dev == "cpu":
+        # Unlabelled positions (-1: padding, zero-weight turns) add nothing to the loss or the
+        # gradient: skip their head matmuls. Boolean indexing syncs with the host, which costs
+        # nothing on CPU; on GPUs the full chunked path keeps the launch queue free of syncs.
+        keep = labels != -1
+        h, labels = h[keep], labels[keep]
+    with torch.autocast(dev, enabled=False):
+        loss, ce = _LinearCrossEntropy.apply(h, w, labels, cdt, float(grad_scale))
+    if keep is not None:
+        ce = torch.zeros(keep.shape, dtype=ce.dtype, device=ce.device).masked_scatter_(keep, ce)
+    return loss, ce
+
+
+class LMLoss(nn.Module):
+    """model -> (loss, ppl), the original's `model(input_ids, position_ids, token_type_ids, lm_labels)`.
+    A module so DDP can wrap the whole computation (its hooks need the forward to go through it)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, position_ids, token_type_ids, labels, grad_scale: float = 1.0):
+        # All-ones mask for the same reason as lsp_model.model.forward_logits (right padding).
+        h = self.model.transformer(input_ids=input_ids, position_ids=position_ids, token_type_ids=token_type_ids,
+                                   attention_mask=torch.ones_like(input_ids), use_cache=False).last_hidden_state
+        loss, ce = linear_cross_entropy(h, self.model.lm_head.weight, labels, grad_scale)
+        ce = ce.view(labels.shape)
+        ppl = torch.exp((ce.sum(1) / (labels != -1).sum(1)).mean())
+        return loss, ppl
