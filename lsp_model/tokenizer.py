@@ -133,13 +133,18 @@ def tokenizer_identity(tok: Tokenizer) -> str:
     """A sha256 of the vocabulary and merges, independent of file formatting.
 
     Stored in DB meta.json and checked by the loaders/trainer, instead of pickling the tokenizer.
+    Computed once per tokenizer object (it walks the whole vocabulary).
     """
+    cached = getattr(tok, "_dialogpt_identity", None)
+    if cached is not None:
+        return cached
     spec = json.loads(tok.to_str())
     model = spec.get("model", {})
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     payload = json.dumps({"type": model.get("type"), "vocab": sorted(tok.get_vocab().items(), key=lambda kv: kv[1]),
                           "merges": merges}, ensure_ascii=False)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    tok._dialogpt_identity = hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return tok._dialogpt_identity
 
 
 def save_tokenizer(tok: Tokenizer, out_dir: str | os.PathLike) -> None:

@@ -1,0 +1,89 @@
+"""DialoGPT training TSV: line splitting and the per-line rules of the original prepro.py.
+
+A line is `w turn EOS w turn ...<TAB>w response`. Every turn may start with a weight: its first
+whitespace token, if Python's float() accepts it (so `NaN`, `inf`, `1e3`, `2` all count and are
+removed from the text); otherwise the weight is 1.0 and the token stays.
+
+The original read the corpus with Python's open(): universal newlines, so a lone \\r also ends a
+line. We read bytes and split the same way, which lets an undecodable line be counted and skipped
+instead of killing the run, and keeps both line numbers: `logical` (as open() iterated, the
+numbering of the golden files) and `physical` (\\n-separated, what editors and `sed -n` show).
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+# Reasons a line is malformed. The original raised (and printed) a ValueError for all but
+# `undecodable`, which crashed it; we keep its messages so reports can be compared.
+MALFORMED = ("blank_line", "missing_tab", "empty_field", "extra_tab", "empty_turn", "undecodable")
+# Lines that are well formed but give no feature (skipped silently by the original).
+SKIPPED = ("lt2turns", "no_features")
+
+
+class LineError(ValueError):
+    """A malformed line. `reason` is one of MALFORMED; str() is the original's message."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def iter_raw_lines(path: str | os.PathLike) -> Iterator[tuple[int, int, bytes]]:
+    """Yield (logical_no, physical_no, line_bytes) without the line terminator, 1-based.
+
+    Splitting bytes on \\r\\n, \\r and \\n is exactly universal-newline splitting for UTF-8
+    text: those bytes never occur inside a multi-byte character.
+    """
+    logical = 0
+    with open(path, "rb") as f:
+        for physical, raw in enumerate(f, 1):
+            if raw.endswith(b"\n"):
+                raw = raw[:-1]
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            if b"\r" in raw:
+                for piece in raw.split(b"\r"):
+                    logical += 1
+                    yield logical, physical, piece
+            else:
+                logical += 1
+                yield logical, physical, raw
+
+
+def decode_line(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LineError("undecodable", f"'utf-8' codec can't decode byte 0x{raw[e.start]:02x} "
+                                       f"in position {e.start}: {e.reason}") from None
+
+
+def split_weight(turn: str) -> tuple[float, str]:
+    """(weight, text) of one turn: the original `_norm_text`."""
+    toks = turn.split()
+    if not toks:
+        raise LineError("empty_turn", "not enough values to unpack (expected at least 1, got 0)")
+    try:
+        return float(toks[0]), " ".join(toks[1:])
+    except ValueError:
+        return 1.0, " ".join(toks)
+
+
+def parse_line(line: str) -> tuple[list[float], list[str]]:
+    """Weights and texts of the turns of one line, the target left out when its weight is 0.
+
+    Raises LineError for a malformed line, with the message the original printed.
+    """
+    fields = line.strip().split("\t")
+    if len(fields) != 2:
+        if len(fields) > 2:
+            raise LineError("extra_tab", "too many values to unpack (expected 2)")
+        reason = ("blank_line" if not fields[0] else "empty_field" if "\t" in line else "missing_tab")
+        raise LineError(reason, "not enough values to unpack (expected 2, got 1)")
+    srcs, tgt = fields
+    turns = [split_weight(turn) for turn in srcs.split(" EOS ")]
+    w, text = split_weight(tgt)
+    if w != 0:  # a zero-weight target is dropped, so its line often ends with < 2 turns
+        turns.append((w, text))
+    return [w for w, _ in turns], [t for _, t in turns]
