@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lsp_data.tsv import LineError, split_weight
+
 from .generate import PRESETS, GenConfig, check_config
 from .tokenizer import decode, encode_batch
 
@@ -33,16 +35,12 @@ class Context:
 
 
 def strip_weight(turn: str) -> str:
-    """Drop a leading weight the way prepro parses it: the first whitespace token is the weight
-    if float() accepts it (so a turn that starts with a bare number loses it, as in prepro)."""
-    parts = turn.strip().split(None, 1)
-    if not parts:
-        return ""
+    """A turn's text without its leading weight, exactly as prepro parses it (a turn that starts
+    with a bare number loses it, as in prepro); an empty turn stays empty."""
     try:
-        float(parts[0])
-    except ValueError:
-        return " ".join(parts)
-    return parts[1] if len(parts) > 1 else ""
+        return split_weight(turn)[1]
+    except LineError:
+        return ""
 
 
 def split_turns(context: str, weights: bool) -> list[str]:
