@@ -11,6 +11,7 @@ with ``workers > 1`` contiguous slices of the targets run in forked processes
 whose results are put back in order.
 """
 import hashlib
+import itertools
 import multiprocessing
 import os
 import re
@@ -18,8 +19,8 @@ import sys
 
 from tqdm import tqdm
 
-from .dumps import DumpError, read_text_lines
-from .normalise import gpt_norm
+from .dumps import DumpError, iter_line_batches
+from .normalise import gpt_norm, load_tokenizer
 from .outputs import AtomicFiles, remove_quietly, write_atomic
 
 _TAGS = re.compile(r'[\[\]\(\)]')
@@ -49,18 +50,19 @@ def chunk_path(folder, prefix, sub):
 def read_chunk(path, n_fields):
     """Rows of an extract chunk as the original read them: strip the line, split on tabs.
 
-    A row with too few cells (e.g. an empty title, stripped away) is dropped:
+    A row with too few cells (e.g. an empty title, stripped away) is skipped:
     the original's dict() built from the cells raised and skipped it.
-    Returns (rows, number of dropped rows).
+    Yields the rows batch by batch, so the raw lines are never all in memory.
     """
-    rows, bad = [], 0
-    for line in read_text_lines(path):
-        cells = line.strip().split('\t')
-        if len(cells) < n_fields:
-            bad += 1
-            continue
-        rows.append(cells)
-    return rows, bad
+    for batch in iter_line_batches(path):
+        try:
+            batch = [line.decode('utf-8') for line in batch]
+        except UnicodeDecodeError as e:
+            raise DumpError('%s: not UTF-8 text: %s' % (path, e)) from None
+        for line in batch:
+            cells = line.strip().split('\t')
+            if len(cells) >= n_fields:
+                yield cells
 
 
 # State shared with forked workers (set by the parent before the fork).
@@ -198,29 +200,25 @@ def _run_slice(bounds):
 def _results(targets, workers):
     """Per-target results in order, computed in ``workers`` forked processes."""
     if workers <= 1 or len(targets) < 2000 or 'fork' not in multiprocessing.get_all_start_methods():
-        return _run_slice((0, len(targets)))
+        yield from itertools.starmap(_target, targets)
+        return
     # Many more slices than workers keeps them busy when thread sizes vary.
     step = max(1000, len(targets) // (workers * 8) + 1)
     bounds = [(a, min(a + step, len(targets))) for a in range(0, len(targets), step)]
-    out = []
     with multiprocessing.get_context('fork').Pool(workers) as pool:
         for part in pool.imap(_run_slice, bounds):
-            out.extend(part)
-    return out
+            yield from part
 
 
 def conv_chunk(rs_path, rc_path, settings, out, err, log, workers=1):
     """Process one extract chunk; write its lines to ``out`` (binary), return (m, n, avg_len)."""
     print('reading submissions...', file=log)
-    subs, _ = read_chunk(rs_path, 6)
-    submissions = {'t3_' + c[0]: (c[4], c[3], c[5]) for c in subs}  # permalink, domain, title
-    del subs
+    # permalink, domain, title
+    submissions = {'t3_' + c[0]: (c[4], c[3], c[5]) for c in read_chunk(rs_path, 6)}
     print('reading comments...', file=log)
-    rows, _ = read_chunk(rc_path, 7)
     comments = {}
-    for c in rows:  # id, author, parent_id, link_id, score, n_char, body
+    for c in read_chunk(rc_path, 7):  # id, author, parent_id, link_id, score, n_char, body
         comments['t1_' + c[0]] = (c[3], c[2], c[4], c[5], c[6])
-    del rows
     targets = sorted((c[0], c[1], cid) for cid, c in comments.items())
     n = len(comments)
     print('total comments: %i' % n, file=log)
@@ -232,28 +230,28 @@ def conv_chunk(rs_path, rc_path, settings, out, err, log, workers=1):
             print('leaves ratio : %f' % (len(parents) / len(targets)), file=err)
     _S.update(settings=settings, comments=comments, submissions=submissions,
               parents=parents, targets=targets, cache={}, n_words={})
-    try:
-        results = _results(targets, workers)
-    finally:
-        _S.clear()
     # Sequential bookkeeping, as the original loop: its progress counter i was
     # reset by the per-turn loop, and a flush every 1e5 counts wrote pending lines.
+    # Results are consumed as they come, never all held at once.
     i = m = total_len = 0
     pending = []
-    for (n_turns, line, msg, tgt_len) in tqdm(results, file=sys.stderr, disable=None, leave=False,
-                                              desc='conv'):
-        i += 1
-        if i % FLUSH_EVERY == 0 and pending:
-            out.write(('\n'.join(pending) + '\n').encode('utf-8'))
-            pending = []
-        if msg is not None:
-            print(msg, file=err)
-        if n_turns > 0:
-            i = n_turns - 1
-        if line is not None:
-            pending.append(line)
-            m += 1
-            total_len += tgt_len
+    try:
+        for (n_turns, line, msg, tgt_len) in tqdm(_results(targets, workers), total=len(targets),
+                                                  file=sys.stderr, disable=None, leave=False, desc='conv'):
+            i += 1
+            if i % FLUSH_EVERY == 0 and pending:
+                out.write(('\n'.join(pending) + '\n').encode('utf-8'))
+                pending = []
+            if msg is not None:
+                print(msg, file=err)
+            if n_turns > 0:
+                i = n_turns - 1
+            if line is not None:
+                pending.append(line)
+                m += 1
+                total_len += tgt_len
+    finally:
+        _S.clear()
     if m == 0:  # the original died here (division by zero) and wrote nothing more
         print('warning: %s: no conversation selected in this chunk' % rc_path, file=sys.stderr)
         avg_len = 0.0
@@ -279,6 +277,7 @@ def conv_month(month, out_root, settings, workers=1, gz=False, log=None, err=Non
     if chunk_path(folder, 'rs_sub', 0) is None:
         raise DumpError('%s: no extract output (rs_sub0.tsv[.gz]); run the extract step first' % folder)
     print(path_out, file=log)
+    load_tokenizer()  # before any fork, so workers share it instead of each importing nltk
     stats = []
     with AtomicFiles() as files:
         out = files.open(final, gz)

@@ -102,6 +102,15 @@ def iter_line_batches(path, progress=None):
     Lines end at ``\\n``, ``\\r\\n`` or a lone ``\\r``, like the original's text-mode
     reader (universal newlines).  A final line without a line end is kept.
     """
+    return map(split_lines, iter_line_blocks(path, progress))
+
+
+def iter_line_blocks(path, progress=None):
+    """Yield byte blocks of whole lines of ``path``; ``split_lines`` gives each block's lines.
+
+    Worker processes get blocks rather than line lists: one bytes object is
+    far cheaper to send than thousands.
+    """
     rest = b''
     for block in iter_blocks(path, progress):
         block = rest + block
@@ -110,16 +119,12 @@ def iter_line_batches(path, progress=None):
             rest = block
             continue
         rest = block[cut + 1:]
-        yield _split(block[:cut])
+        yield block[:cut]
     if rest:
-        if rest.endswith(b'\r'):
-            rest = rest[:-1]
-            yield _split(rest) if rest else [b'']
-        else:
-            yield _split(rest)
+        yield rest[:-1] if rest.endswith(b'\r') else rest
 
 
-def _split(text):
+def split_lines(text):
     lines = text.split(b'\n')
     if b'\r' not in text:
         return lines

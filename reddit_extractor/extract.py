@@ -6,8 +6,8 @@ comment goes to the chunk of its submission.  The last line of every chunk
 file has no newline (the original's ``'\\n'.join``), except that an rc chunk
 flushed at a 100,000-line boundary and never written to again ends with one.
 
-With ``workers > 1`` comment lines are parsed in forked worker processes
-while the parent decompresses; results come back in order, so the output
+With ``workers > 1`` blocks of comment lines are parsed in forked worker
+processes while the parent decompresses; results come back in order, so the output
 does not depend on the worker count.
 """
 import multiprocessing
@@ -17,11 +17,14 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from .dumps import DumpError, iter_line_batches
+from .dumps import DumpError, iter_line_batches, iter_line_blocks, split_lines
 from .outputs import AtomicFiles, remove_quietly, write_atomic
 from .records import BadRecord, comment_row, parse, submission_row
 
 FLUSH_EVERY = 100000  # the original wrote rc rows out every 1e5 input lines
+# Extract chunks are intermediate files, read back once by conv: only their
+# content matters, and gzip level 1 is several times cheaper than 6.
+CHUNK_GZIP_LEVEL = 1
 
 
 class Errors:
@@ -59,7 +62,7 @@ def extract_submissions(path, split_size, errors, out, out_dir, gz, log):
 
     def write_chunk():
         print('writing submissions_sub%i' % len(chunks), file=log)
-        f = out.open(os.path.join(out_dir, 'rs_sub%i%s' % (len(chunks), ext)), gz)
+        f = out.open(os.path.join(out_dir, 'rs_sub%i%s' % (len(chunks), ext)), gz, CHUNK_GZIP_LEVEL)
         f.write('\n'.join(rows).encode('utf-8'))
         chunks.append(set(sids))
 
@@ -90,21 +93,25 @@ def extract_submissions(path, split_size, errors, out, out_dir, gz, log):
 _CONTEXT = {}
 
 
-def _comment_batch(job):
-    """Parse one batch of RC lines: (n lines, [(line_no, sub, row)], error counts, first lines)."""
-    first_no, lines = job
+def _comment_block(block):
+    """Parse one block of RC lines: (n lines, [(line_no, sub, row)], error counts, first lines).
+
+    Line numbers are relative to the block (1 = its first line); the parent
+    adds the lines before it, so workers need not know where they are.
+    """
     keys, sid_to_sub = _CONTEXT['keys'], _CONTEXT['sid_to_sub']
     kept, count, first = [], Counter(), {}
-    for j, line in enumerate(lines):
+    lines = split_lines(block)
+    for j, line in enumerate(lines, 1):
         try:
             r = comment_row(parse(line), keys, sid_to_sub)
         except BadRecord as e:
             reason = e.args[0]
             count[reason] += 1
-            first.setdefault(reason, first_no + j)
+            first.setdefault(reason, j)
             continue
         if r is not None:
-            kept.append((first_no + j, r[0], r[1]))
+            kept.append((j, r[0], r[1]))
     return len(lines), kept, count, first
 
 
@@ -116,13 +123,15 @@ def _batches(path, bar, lines_done):
         raise DumpError('%s (%d complete lines read before)' % (e, lines_done())) from None
 
 
-def _jobs(path, bar, size=20000):
-    n = 1
-    for batch in _batches(path, bar, lambda: n - 1):
-        for k in range(0, len(batch), size):
-            part = batch[k:k + size]
-            yield n, part
-            n += len(part)
+def _blocks(path, bar):
+    """Line blocks of ``path`` (see iter_line_blocks); a DumpError also says how many lines were read."""
+    n = 0
+    try:
+        for block in iter_line_blocks(path, bar.update):
+            n += block.count(b'\n') + 1 if b'\r' not in block else len(split_lines(block))
+            yield block
+    except DumpError as e:
+        raise DumpError('%s (%d complete lines read before)' % (e, n)) from None
 
 
 def extract_comments(path, chunks, keys, errors, out, out_dir, gz, workers, log):
@@ -132,7 +141,8 @@ def extract_comments(path, chunks, keys, errors, out, out_dir, gz, workers, log)
     for sub, sids in enumerate(chunks):
         for sid in sids:
             sid_to_sub.setdefault(sid, sub)
-    files = [out.open(os.path.join(out_dir, 'rc_sub%i%s' % (sub, ext)), gz) for sub in range(len(chunks))]
+    files = [out.open(os.path.join(out_dir, 'rc_sub%i%s' % (sub, ext)), gz, CHUNK_GZIP_LEVEL)
+             for sub in range(len(chunks))]
     last_line = [0] * len(chunks)  # input line of the last row written to each chunk
     period = [0] * len(chunks)     # flush period (line // 1e5) of that row
     in_period = [0] * len(chunks)  # rows of the chunk in that period
@@ -142,14 +152,14 @@ def extract_comments(path, chunks, keys, errors, out, out_dir, gz, workers, log)
     pool = None
     if workers > 1 and 'fork' in multiprocessing.get_all_start_methods():
         pool = multiprocessing.get_context('fork').Pool(workers)
-        results = pool.imap(_comment_batch, _jobs(path, bar), chunksize=1)
+        results = pool.imap(_comment_block, _blocks(path, bar), chunksize=1)
     else:
-        results = map(_comment_batch, _jobs(path, bar))
+        results = map(_comment_block, _blocks(path, bar))
     try:
         for n_lines, kept, count, first in results:
-            n += n_lines
-            errors.merge(count, first)
-            for line_no, sub, row in kept:
+            errors.merge(count, {reason: n + j for reason, j in first.items()})
+            for j, sub, row in kept:
+                line_no = n + j
                 f = files[sub]
                 if last_line[sub]:
                     f.write(b'\n')
@@ -160,6 +170,7 @@ def extract_comments(path, chunks, keys, errors, out, out_dir, gz, workers, log)
                     period[sub], in_period[sub] = p, 0
                 in_period[sub] += 1
                 m += 1
+            n += n_lines
     finally:
         if pool is not None:
             pool.terminate()

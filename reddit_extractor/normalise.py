@@ -7,37 +7,82 @@ train.tsv (``I think so , but ...``).
 import re
 import string
 
-from nltk.tokenize import TweetTokenizer
-
 _ILLEGAL = re.compile(r"[^A-Za-z0-9()\[\]:,.!?'“” ]")
-_TOKENIZER = TweetTokenizer(preserve_case=True)
-# Only phone numbers (digits) and spaced ellipses (". .") give tokens that span a space.
-_SPANNING = re.compile(r'[0-9]|\.\s+\.')
-_WORD_TOKENS = {}
+# Tokens can only span a space through a spaced ellipsis (". .") or a phone
+# number, and TweetTokenizer's phone pattern needs at least 7 digits.
+_ELLIPSIS = re.compile(r'\.\s+\.')
+_DIGITS = '0123456789'
+_PHONE_DIGITS = 7
+_WORD_TOKENS = {}  # word -> its tokens joined by spaces
+# Letters with inner apostrophes ("don't") are one token, and trailing
+# ".,!?" are tokenised as if alone: no TweetTokenizer pattern (URL, emoticon,
+# e-mail, ...) can match such a word differently without ":;=8<>@#-/" or a
+# letter after a dot.  Other words go to nltk (~30 us each).
+_PLAIN_WORD = re.compile(r"([A-Za-z]+(?:'[A-Za-z]+)*)([.,!?]*)")
 _WORD_CACHE_MAX = 2000000
+_TOKENIZER_ = []
+
+
+def load_tokenizer():
+    # Imported on first use: nltk (with the scipy it pulls in) takes ~1 s to
+    # import, and only the conv step tokenises.
+    if not _TOKENIZER_:
+        from nltk.tokenize import TweetTokenizer
+        _TOKENIZER_.append(TweetTokenizer(preserve_case=True))
+    return _TOKENIZER_[0]
+
+
+def __getattr__(name):  # ``normalise._TOKENIZER`` still works, without the import cost up front
+    if name == '_TOKENIZER':
+        return load_tokenizer()
+    raise AttributeError(name)
+
+
+def _spans(txt):
+    """True when a token of ``txt`` might contain a space (see tokenize)."""
+    if _ELLIPSIS.search(txt) is not None:
+        return True
+    return sum(map(txt.count, _DIGITS)) >= _PHONE_DIGITS
+
+
+def _word(word):
+    m = _PLAIN_WORD.fullmatch(word)
+    if m is None:
+        toks = ' '.join(load_tokenizer().tokenize(word))
+    elif m.end(1) == len(word):
+        toks = word
+    else:
+        toks = m.group(1) + ' ' + (_WORD_TOKENS.get(m.group(2)) or _word(m.group(2)))
+    if len(_WORD_TOKENS) < _WORD_CACHE_MAX:
+        _WORD_TOKENS[word] = toks
+    return toks
+
+
+def tokenized(txt):
+    """``' '.join(TweetTokenizer(preserve_case=True).tokenize(txt))`` for gpt_norm's alphabet, faster.
+
+    After gpt_norm's character filter the text holds only ``[A-Za-z0-9()[]:,.!?'“” ]``
+    (and ``_`` in ``__url__``/``__mention__``).  On that alphabet a token can
+    only cross a space in a spaced ellipsis (``. .``) or a phone number (which
+    needs 7+ digits), so otherwise the tokens of the text are the tokens of
+    its words, and each distinct word is tokenised once (the lookups run in C
+    through ``map``).  Other texts go through the tokenizer whole.  (Tested
+    against nltk on the golden bodies and on generated text.)
+    """
+    if _spans(txt):
+        return ' '.join(load_tokenizer().tokenize(txt))
+    words = txt.split()
+    parts = list(map(_WORD_TOKENS.get, words))
+    if None in parts:
+        parts = [_word(w) if p is None else p for w, p in zip(words, parts)]
+    return ' '.join(parts)
 
 
 def tokenize(txt):
-    """``TweetTokenizer(preserve_case=True).tokenize(txt)`` for gpt_norm's alphabet, faster.
-
-    After gpt_norm's character filter the text holds only ``[A-Za-z0-9()[]:,.!?'“” ]``
-    (and ``_`` in ``__url__``/``__mention__``).  On that alphabet no token crosses
-    a space unless it involves a digit or a spaced ellipsis, so the tokens of the
-    text are the tokens of its words, and each distinct word is tokenised once.
-    Texts with a digit or ``. .`` go through the tokenizer whole.  (Tested
-    against nltk on the golden bodies and on generated text.)
-    """
-    if _SPANNING.search(txt):
-        return _TOKENIZER.tokenize(txt)
-    out = []
-    for word in txt.split():
-        toks = _WORD_TOKENS.get(word)
-        if toks is None:
-            toks = _TOKENIZER.tokenize(word)
-            if len(_WORD_TOKENS) < _WORD_CACHE_MAX:
-                _WORD_TOKENS[word] = toks
-        out.extend(toks)
-    return out
+    """``TweetTokenizer(preserve_case=True).tokenize(txt)`` for gpt_norm's alphabet, as a list."""
+    if _spans(txt):  # a token may hold spaces (". . .")
+        return load_tokenizer().tokenize(txt)
+    return tokenized(txt).split()
 
 
 def minimal_norm(txt):
@@ -52,22 +97,26 @@ def gpt_norm(txt):
     a word such as ``CURLY``) becomes ``__url__``/``__mention__``, because the
     placeholders are protected by a round trip through those words.
     """
-    words = []
-    for word in txt.split():
-        if word[0] == '#':  # hashtags are dropped
-            continue
-        i = word.lower().find('http')
-        if i >= 0:
-            word = word[:i] + ' ' + '__url__'
-        words.append(word.strip())
-    txt = ' '.join(words)
+    if '#' in txt or 'http' in txt.lower():
+        words = []
+        for word in txt.split():
+            if word[0] == '#':  # hashtags are dropped
+                continue
+            i = word.lower().find('http')
+            if i >= 0:
+                word = word[:i] + ' ' + '__url__'
+            words.append(word.strip())
+        txt = ' '.join(words)
+    else:  # the loop above would keep every word as it is
+        txt = ' '.join(txt.split())
     txt = txt.replace('\\', '')
-    txt = txt.replace('b/c', 'because').replace('j/k', 'just kidding')
-    txt = txt.replace('w/o', 'without').replace('w/', 'with')
+    if '/' in txt:
+        txt = txt.replace('b/c', 'because').replace('j/k', 'just kidding')
+        txt = txt.replace('w/o', 'without').replace('w/', 'with')
     txt = txt.replace('__mention__', 'MENTION').replace('__url__', 'URL')
     txt = _ILLEGAL.sub(' ', txt)
     txt = txt.replace('MENTION', '__mention__').replace('URL', '__url__')
-    return ' '.join(' '.join(tokenize(txt)).split())
+    return ' '.join(tokenized(txt).split())
 
 
 _WORD_CHARS = set(string.ascii_letters + string.digits + '_')

@@ -12,11 +12,11 @@ class AtomicFiles:
     def __init__(self):
         self._files = []  # (handle, tmp, final)
 
-    def open(self, path, gz=False):
+    def open(self, path, gz=False, level=6):
         tmp = '%s.tmp%d' % (path, os.getpid())
         raw = open(tmp, 'wb')
         # gzip level 6 is the gzip CLI default the original Makefile used
-        f = gzip.GzipFile(filename='', mode='wb', fileobj=raw, compresslevel=6, mtime=0) if gz else raw
+        f = gzip.GzipFile(filename='', mode='wb', fileobj=raw, compresslevel=level, mtime=0) if gz else raw
         self._files.append((f, raw, tmp, path))
         return f
 

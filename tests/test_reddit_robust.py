@@ -195,7 +195,11 @@ def test_fast_tokenize_equals_nltk(golden):
             bodies.append(json.loads(line)['body'])
         except (ValueError, KeyError):
             pass
-    bodies += ['a. . b', 'call 555 123 4567 now', 'foo.com/x (y) :) :-( ...... ?!?!', '__url__ URLs']
+    bodies += ['a. . b', 'call 555 123 4567 now', 'foo.com/x (y) :) :-( ...... ?!?!', '__url__ URLs',
+               # fewer than 7 digits: per-word path; 7+: whole text (a phone number may span spaces)
+               'I have 2 dogs, 3 cats and 10.5 fish in 2011', '12 34 5', '555 1234', '1 2 3 4 5 6 7',
+               # words of the plain shape (letters, inner apostrophes, trailing .,!?) and near misses
+               "don't stop!!!! ok... D: xD. U.S. e.g. a.com co. Hmm?! it's, we're. P.", "D. d! dP, Xd?"]
     for b in bodies:
         t = _ILLEGAL.sub(' ', minimal_norm(b))
         assert tokenize(t) == _TOKENIZER.tokenize(t), b
