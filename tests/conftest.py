@@ -36,3 +36,14 @@ def tiny_dialogue_models(tmp_path_factory):
     "pairs": [(context turns, response)], "forward_loss", "reverse_loss"}."""
     from tiny_model import build_tiny_models
     return build_tiny_models(tmp_path_factory.mktemp("tiny_dialogue"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """One intra-op thread for the whole suite: on a shared 2-core CI box two OpenMP threads spin
+    in barriers and small ops run far slower; one thread is also deterministic."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -29,15 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 ONE_THREAD = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # the CI CPU is shared: two spinning OpenMP threads on a busy core run far slower than one
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------------------------------------
 # pieces without a model
 

@@ -16,14 +16,6 @@ from lsp_model.tokenizer import encode, encode_batch, eos_id, load_tokenizer
 E = 50256
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_reverse_example_is_prepros_reverse_layout():
     # prepro --reverse on "1 2 3 EOS 4 5 <TAB> 6 7 8": turns become [6 7 8], [4 5], [1 2 3]
     x, y = reverse_example([[1, 2, 3], [4, 5]], [6, 7, 8], E, max_len=128)

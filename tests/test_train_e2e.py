@@ -15,14 +15,6 @@ from lsp_model.tokenizer import load_tokenizer
 from train_helpers import read_log
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def db(golden, tmp_path_factory):
     path, _ = build_db(golden / "train" / "train.tsv", tmp_path_factory.mktemp("db") / "train.128len.db",

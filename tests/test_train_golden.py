@@ -14,15 +14,6 @@ from train_helpers import (ListLoader, golden_args, golden_eval_batches, golden_
                                 read_log)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # 2 threads on a shared 2-core box spin in OMP barriers; 1 thread is faster and deterministic.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_set_lr_matches_golden(golden):
     d = json.loads((golden / "optim" / "set_lr.json").read_text())
     p = d["params"]

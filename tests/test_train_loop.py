@@ -23,14 +23,6 @@ import LSP_train  # noqa: E402
 TESTS = Path(__file__).resolve().parent
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def batches(n=3, seed=0):
     return synthetic_batches(n, 4, 24, 256, seed=seed)
 
