@@ -50,19 +50,19 @@ def _grads_and_states(group, state, keys=("next_m", "next_v")):
 
 @torch.no_grad()
 def _adam_update(params, grads, ms, vs, lr, b1, b2, eps, wd):
-    """m/(sqrt(v)+eps) + wd*p, p -= lr*update; no bias correction (both original optimizers)."""
+    """p -= lr * (m/(sqrt(v)+eps) + wd*p); no bias correction (both original optimizers).
+
+    Applied as p *= 1 - lr*wd, then p -= lr * m/(sqrt(v)+eps): the same update without two
+    parameter-sized temporaries (only float rounding differs)."""
     torch._foreach_mul_(ms, b1)
     torch._foreach_add_(ms, grads, alpha=1 - b1)
     torch._foreach_mul_(vs, b2)
     torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)
     denom = torch._foreach_sqrt(vs)
     torch._foreach_add_(denom, eps)
-    update = torch._foreach_div(ms, denom)
-    del denom
     if wd > 0:
-        torch._foreach_add_(update, torch._foreach_mul(params, wd))
-    torch._foreach_mul_(update, lr)
-    torch._foreach_sub_(params, update)
+        torch._foreach_mul_(params, 1 - lr * wd)
+    torch._foreach_addcdiv_(params, ms, denom, value=-lr)
 
 
 class Adam(torch.optim.Optimizer):

@@ -1,0 +1,314 @@
+"""demo.py / pipeline: stage skipping and validation, error propagation, the report, and (slow)
+the real pipeline end to end on a tiny model.
+
+Fast tests run the pipeline against fake stage scripts (a fake repo whose prepro.py,
+LSP_train.py, decode.py and `python -m dstc` write plausible outputs instantly), so they check
+the orchestration only; the slow test runs the real command lines.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import demo
+from pipeline import report, stages
+from pipeline.stages import DemoSettings, StageError
+
+COMMON = """
+import argparse, json, os, sys, time
+from pathlib import Path
+here = Path(__file__).resolve().parent
+while not (here / "calls.txt").exists():
+    here = here.parent
+NAME = {name!r}
+with open(here / "calls.txt", "a") as f:
+    f.write(NAME + "\\n")
+if os.environ.get("FAKE_FAIL") == NAME:
+    print(f"{{NAME}}: error: something specific went wrong", file=sys.stderr)
+    sys.exit(2)
+p = argparse.ArgumentParser()
+"""
+
+FAKES = {
+    "prepro.py": """
+p.add_argument("--corpus"); p.add_argument("--max_seq_len", type=int); p.add_argument("--workers")
+p.add_argument("--overwrite", action="store_true")
+a, _ = p.parse_known_args()
+n = sum(1 for _ in open(a.corpus))
+db = Path(a.corpus[:-4] + f".{a.max_seq_len}len.db")
+if db.exists() and not a.overwrite:
+    sys.exit("prepro: error: DB exists")
+db.mkdir(exist_ok=True)
+(db / "db.dat").write_bytes(b"x")
+(db / "meta.json").write_text(json.dumps({"n_example": n, "chunk_size": 65536, "max_seq_len": a.max_seq_len,
+                                          "chunks": {"chunk_0": {"n": n}}}))
+""",
+    "LSP_train.py": """
+p.add_argument("--output_dir"); p.add_argument("--num_optim_steps", type=int); p.add_argument("--valid_step", type=int)
+p.add_argument("--model_name_or_path"); p.add_argument("--learning_rate")
+a, _ = p.parse_known_args()
+assert (Path(a.model_name_or_path) / "config.json").is_file()
+run = Path(a.output_dir) / f"GPT2.{a.learning_rate}.8.0gpu.{time.time_ns()}"
+run.mkdir(parents=True)
+rows = [f"1,{s + 1},{s + 1},{10 - 4 * s / a.num_optim_steps},{2.0 ** (10 - s)},10,16,{s}" for s in range(1, a.num_optim_steps + 1)]
+(run / "train_log.txt").write_text("epoch,global_step,step,mean_loss,mean_ppl,n_token_real,n_token_total,epoch_time\\n" + "\\n".join(rows) + "\\n")
+ev = [f"1,{s + 1},{s + 1},{9 - 3 * s / a.num_optim_steps},{2.0 ** 5}" for s in range(a.valid_step, a.num_optim_steps + 1, a.valid_step)]
+(run / "eval_log.txt").write_text("epoch,global_step,step,eval_loss,eval_ppl\\n" + "\\n".join(ev) + "\\n")
+if not os.environ.get("FAKE_NO_CKPT"):
+    (run / f"GP2-pretrain-step-{a.num_optim_steps}.pkl").write_bytes(b"weights")
+""",
+    "decode.py": """
+p.add_argument("--input"); p.add_argument("--output"); p.add_argument("--model")
+a, _ = p.parse_known_args()
+assert Path(a.model).is_file()
+n = sum(1 for _ in open(a.input))
+Path(a.output).write_text("".join(f"i am reply {i} .\\n" for i in range(n - int(os.environ.get("FAKE_SHORT", 0)))))
+""",
+    "dstc/__main__.py": """
+p.add_argument("--refs"); p.add_argument("--hyp"); p.add_argument("--json"); p.add_argument("--no-meteor", action="store_true")
+a, _ = p.parse_known_args()
+n = sum(1 for _ in open(a.refs))
+Path(a.json).write_text(json.dumps({"n_lines": n, "nist": [1.1, 1.2, 1.3, 1.4], "bleu": [0.3, 0.2, 0.1, 0.05],
+    "meteor": None if a.no_meteor else 0.07, "entropy": [4, 5, 6, 7], "distinct": [0.1, 0.3], "avg_len": 5.0}))
+""",
+}
+
+
+@pytest.fixture()
+def fake_repo(tmp_path):
+    repo = tmp_path / "fakerepo"
+    (repo / "dstc").mkdir(parents=True)
+    (repo / "dstc" / "__init__.py").write_text("")
+    (repo / "calls.txt").write_text("")
+    for rel, body in FAKES.items():
+        name = "dstc" if rel.startswith("dstc") else rel[:-3]
+        (repo / rel).write_text(COMMON.format(name=name) + textwrap.dedent(body))
+    return repo
+
+
+def settings(fake_repo, tmp_path, **kw):
+    base = dict(out=tmp_path / "out", data="dummy", steps=8, n_test=6, repo=fake_repo, quiet=True, meteor=False)
+    return DemoSettings(**{**base, **kw})
+
+
+def calls(fake_repo):
+    out = (fake_repo / "calls.txt").read_text().split()
+    (fake_repo / "calls.txt").write_text("")
+    return out
+
+
+def test_pipeline_runs_then_skips(fake_repo, tmp_path, capsys):
+    s = settings(fake_repo, tmp_path)
+    summary = stages.run_demo(s)
+    assert calls(fake_repo) == ["prepro", "LSP_train", "decode", "dstc", "decode", "dstc"]
+    out = tmp_path / "out"
+    assert (out / "report.md").is_file() and (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "model" / "config.json").read_text()) == stages.TINY_CONFIG
+    assert summary["metrics"]["greedy"]["n_lines"] == 6
+    assert summary["loss"]["last_mean_loss"] < summary["loss"]["first_mean_loss"]
+    text = (out / "report.md").read_text()
+    assert "| greedy | 6 |" in text and "| sample | 6 |" in text and "i am reply 0 ." in text
+    capsys.readouterr()
+
+    stages.run_demo(s)  # everything is there and valid: nothing runs
+    assert calls(fake_repo) == []
+    printed = capsys.readouterr().out
+    assert printed.count("skipped") == 7  # data, prepro, train, 2 decodes, 2 evals
+
+
+def test_changed_settings_and_damaged_outputs_rerun(fake_repo, tmp_path):
+    stages.run_demo(settings(fake_repo, tmp_path))
+    calls(fake_repo)
+    stages.run_demo(settings(fake_repo, tmp_path, steps=12))  # new run, new hypotheses
+    assert calls(fake_repo) == ["LSP_train", "decode", "dstc", "decode", "dstc"]
+    hyp = tmp_path / "out" / "decode" / "sample.txt"
+    hyp.write_text("\n".join(hyp.read_text().splitlines()[:-1]) + "\n")  # one line short
+    stages.run_demo(settings(fake_repo, tmp_path, steps=12))
+    assert calls(fake_repo) == ["decode", "dstc"]
+    meta = next((tmp_path / "out" / "data").glob("*.db")) / "meta.json"
+    meta.unlink()  # an interrupted prepro
+    stages.run_demo(settings(fake_repo, tmp_path, steps=12))
+    assert calls(fake_repo) == ["prepro", "LSP_train", "decode", "dstc", "decode", "dstc"]
+
+
+@pytest.mark.parametrize("stage,name", [("prepro", "prepro"), ("LSP_train", "train"), ("decode", "decode_greedy"),
+                                        ("dstc", "eval_greedy")])
+def test_failing_stage_stops_with_its_message(fake_repo, tmp_path, monkeypatch, stage, name):
+    monkeypatch.setenv("FAKE_FAIL", stage)
+    s = settings(fake_repo, tmp_path)
+    with pytest.raises(StageError) as e:
+        stages.run_demo(s)
+    msg = str(e.value)
+    assert msg.startswith(f"{name} failed (exit status 2)")
+    assert f"{stage}: error: something specific went wrong" in msg
+    assert str(tmp_path / "out" / "logs" / f"{name}.log") in msg
+    assert calls(fake_repo)[-1] == stage  # nothing ran after the failure
+
+
+def test_demo_main_exit_status(fake_repo, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_FAIL", "LSP_train")
+    real = DemoSettings.__init__
+
+    def with_fake_repo(self, *a, **kw):
+        real(self, *a, **{**kw, "repo": fake_repo})
+    monkeypatch.setattr(DemoSettings, "__init__", with_fake_repo)
+    rc = demo.main(["--data", "dummy", "--steps", "8", "--n_test", "6", "--output_dir", str(tmp_path / "out"),
+                    "--no_meteor", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.startswith("demo: error: train failed (exit status 2)")
+    assert "LSP_train: error: something specific went wrong" in err
+
+
+def test_train_without_checkpoint_is_an_error(fake_repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_NO_CKPT", "1")
+    with pytest.raises(StageError, match="run is incomplete .*no GP2-pretrain-step-8.pkl"):
+        stages.run_demo(settings(fake_repo, tmp_path))
+
+
+def test_short_hypothesis_file_is_an_error(fake_repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_SHORT", "2")
+    with pytest.raises(StageError, match="greedy.txt has 4 lines, expected 6"):
+        stages.run_demo(settings(fake_repo, tmp_path))
+
+
+def test_reddit_make_failure_names_the_dumps(fake_repo, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    make = bin_dir / "make"
+    make.write_text("#!/bin/sh\necho 'make: *** No rule to make target data/reddit/RC_2005-12.zst' >&2\nexit 2\n")
+    make.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(StageError) as e:
+        stages.run_demo(settings(fake_repo, tmp_path, data="small"))
+    msg = str(e.value)
+    assert "data failed (exit status 2)" in msg and "No rule to make target" in msg
+    assert "98 Reddit dump file(s) are missing" in msg  # 49 months x RS/RC
+    assert str(fake_repo / "reddit_extractor" / "data" / "reddit") in msg and "RS_2005-12.zst" in msg
+    assert calls(fake_repo) == []
+
+
+def test_reddit_empty_output_is_an_error(fake_repo, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    make = bin_dir / "make"  # "succeeds" but writes an empty train.tsv, as the original could
+    make.write_text('#!/bin/sh\nfor a in "$@"; do case "$a" in DATA=*) d="${a#DATA=}";; esac; done\n'
+                    'mkdir -p "$d"; : > "$d/train.tsv"\n')
+    make.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(StageError, match=r"train.tsv: 0 training lines"):
+        stages.run_demo(settings(fake_repo, tmp_path, data="full"))
+
+
+def test_reddit_split_held_out(tmp_path):
+    raw = tmp_path / "raw.tsv"
+    raw.write_text("".join(f"1.0 ctx {i} EOS 0.0 more {i}\t1.0 reply {i}\n" for i in range(500)))
+    files = stages.data_files(DemoSettings(out=tmp_path / "o"))
+    files["train"].parent.mkdir(parents=True)
+    st = stages.split_held_out(raw, files, n_test=20, seed=1)
+    train = files["train"].read_text().splitlines()
+    refs = [ln.split("\t") for ln in files["refs"].read_text().splitlines()]
+    assert st["test_examples"] == len(refs) > 5 and len(train) + len(refs) == 500
+    for ctx, ref in refs:
+        i = ref.split()[-1]
+        assert ctx == f"ctx {i} EOS more {i}" and ref == f"reply {i}"  # weights stripped
+        assert not any(ln.endswith(f"\t1.0 reply {i}") for ln in train)
+
+
+def test_check_train_tsv(tmp_path):
+    p = tmp_path / "train.tsv"
+    p.write_text("")
+    with pytest.raises(StageError, match="0 training lines"):
+        stages.check_train_tsv(p, 1)
+    p.write_text("0.0 a\t1.0 b\n0.0 no tab here\n")
+    with pytest.raises(StageError, match=r"train.tsv:2: expected"):
+        stages.check_train_tsv(p, 1)
+    p.write_text("0.0 a\t1.0 b\n" * 3)
+    assert stages.check_train_tsv(p, 3) == 3
+
+
+def test_run_reports_a_missing_program(tmp_path):
+    s = DemoSettings(out=tmp_path)
+    with pytest.raises(StageError, match="cannot run"):
+        stages.run(s, "x", [str(tmp_path / "no-such-program")])
+
+
+def test_cli_rejects_bad_combinations(capsys):
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--model_dir", "somewhere"])
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--steps", "10", "--model", "small", "--config", "c.json"])
+    s = demo.parse_args(["--steps", "20"])
+    assert s.valid_step == 5 and s.data == "chitchat" and s.model == "none"
+    assert demo.parse_args(["--steps", "7"]).valid_step == 7
+    with pytest.raises(SystemExit):
+        demo.parse_args(["--steps", "0"])
+
+
+def test_model_offline_message(tmp_path, monkeypatch):
+    import socket
+
+    from lsp_model import download as dl
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/gpt2.bin"
+    sock.close()
+    monkeypatch.setitem(dl.GPT2_PRETRAINED_MODEL_ARCHIVE_MAP, "small", url)
+    monkeypatch.setitem(dl.GPT2_HUB_MIRROR, "small", url)
+    s = DemoSettings(out=tmp_path / "o", model="small", model_dir=tmp_path / "models")
+    with pytest.raises(StageError) as e:
+        stages.stage_model(s)
+    assert str(tmp_path / "models" / "pytorch_model.bin") in str(e.value) and url in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+def test_metrics_table_and_logs(tmp_path):
+    res = {"n_lines": 3, "nist": [1.5, 2.25, 2.3, 2.31], "bleu": [0.2, 0.1234, 0.05, 0.0321], "meteor": -1,
+           "entropy": [3, 4, 5, 6.5], "distinct": [0.12, 0.345], "avg_len": 7.25}
+    table = report.metrics_table({"greedy": res})
+    assert table.splitlines()[2] == "| greedy | 3 | 2.25 | 2.31 | 12.34 | 3.21 | n/a | 6.50 | 0.120 | 0.345 | 7.2 |"
+    log = tmp_path / "train_log.txt"
+    log.write_text("epoch,global_step,step,mean_loss,mean_ppl,n_token_real,n_token_total,epoch_time\n"
+                   "1,2,2,10.5,36000,10,16,1.0\n1,3,3,9.5,13000,20,32,2.0\n1,4,4")  # half-written row
+    rows = report.read_csv_log(log)
+    assert [r["mean_loss"] for r in rows] == [10.5, 9.5]
+    summary = report.loss_summary(rows, [])
+    assert summary["first_mean_loss"] == 10.5 and summary["last_step"] == 3
+    png = report.plot_loss(rows, [{"global_step": 3, "eval_loss": 9.0}], tmp_path / "c.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert report.plot_loss([], [], tmp_path / "none.png") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# the real thing
+
+TINY = {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_positions": 128, "n_ctx": 128, "vocab_size": 50257}
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path, repo_dir):
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(TINY))
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(repo_dir / "demo.py"), "--data", "dummy", "--steps", "20", "--config", str(cfg),
+           "--n_test", "12", "--learning_rate", "1e-5", "--warmup_steps", "10", "--no_meteor",
+           "--output_dir", str(out)]
+    r = subprocess.run(cmd, cwd=repo_dir, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    evals = [e[1] for e in summary["loss"]["eval"]]
+    assert len(evals) == 4 and evals[-1] < evals[0] - 2.0  # the loss falls clearly (~9.3 -> ~2.1)
+    for name in ("greedy", "sample"):
+        assert len((out / "decode" / f"{name}.txt").read_text().splitlines()) == 12
+        m = summary["metrics"][name]
+        assert m["n_lines"] == 12 and len(m["bleu"]) == 4 and len(m["distinct"]) == 2
+    assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert "## Sample exchanges" in (out / "report.md").read_text()
+    # a second run finds every stage done
+    r2 = subprocess.run(cmd, cwd=repo_dir, capture_output=True, text=True, timeout=600)
+    assert r2.returncode == 0 and r2.stdout.count("skipped") == 7, r2.stdout[-2000:]
