@@ -11,7 +11,6 @@ with ``workers > 1`` contiguous slices of the targets run in forked processes
 whose results are put back in order.
 """
 import hashlib
-import itertools
 import multiprocessing
 import os
 import re
@@ -193,21 +192,41 @@ def _weight(turn):
 
 
 def _run_slice(bounds):
+    """Targets ``a:b`` as one compact result: (codes, lines kept, their UTF-8 text, skip-line text,
+    sum of target lengths).
+
+    ``codes`` holds, per target, ``2 * n_turns + (1 if it gave a line)``: all
+    the parent's per-target bookkeeping needs.  Lines and skip messages leave
+    the worker already joined, because unpickling and printing them one by one
+    kept the parent as busy as a worker, so two workers ran little faster
+    than one process.
+    """
     a, b = bounds
-    return [_target(*t) for t in _S['targets'][a:b]]
+    codes, lines, msgs = [], [], []
+    total_len = 0
+    for sid, pid, cid in _S['targets'][a:b]:
+        n_turns, line, msg, tgt_len = _target(sid, pid, cid)
+        if msg is not None:
+            msgs.append(msg + '\n')
+        if line is not None:
+            lines.append(line)
+            total_len += tgt_len
+        codes.append(2 * n_turns + (line is not None))
+    text = ('\n'.join(lines) + '\n').encode('utf-8') if lines else b''
+    return codes, len(lines), text, ''.join(msgs), total_len
 
 
 def _results(targets, workers):
-    """Per-target results in order, computed in ``workers`` forked processes."""
-    if workers <= 1 or len(targets) < 2000 or 'fork' not in multiprocessing.get_all_start_methods():
-        yield from itertools.starmap(_target, targets)
-        return
-    # Many more slices than workers keeps them busy when thread sizes vary.
+    """``_run_slice`` results, in target order, computed in ``workers`` forked processes."""
+    # Many more slices than workers keeps them busy when thread sizes vary;
+    # one process takes the same path in slices, so results cannot differ.
     step = max(1000, len(targets) // (workers * 8) + 1)
     bounds = [(a, min(a + step, len(targets))) for a in range(0, len(targets), step)]
+    if workers <= 1 or len(bounds) < 2 or 'fork' not in multiprocessing.get_all_start_methods():
+        yield from map(_run_slice, bounds)
+        return
     with multiprocessing.get_context('fork').Pool(workers) as pool:
-        for part in pool.imap(_run_slice, bounds):
-            yield from part
+        yield from pool.imap(_run_slice, bounds)
 
 
 def conv_chunk(rs_path, rc_path, settings, out, err, log, workers=1):
@@ -231,33 +250,40 @@ def conv_chunk(rs_path, rc_path, settings, out, err, log, workers=1):
     _S.update(settings=settings, comments=comments, submissions=submissions,
               parents=parents, targets=targets, cache={}, n_words={})
     # Sequential bookkeeping, as the original loop: its progress counter i was
-    # reset by the per-turn loop, and a flush every 1e5 counts wrote pending lines.
-    # Results are consumed as they come, never all held at once.
+    # reset by the per-turn loop, and every 1e5 counts it wrote the pending
+    # lines, each followed by a newline, then at the end the rest the same way.
+    # Lines are written as their slice arrives (same bytes); what remains of
+    # the original's order is one '\n' at the end when a flush came after the
+    # last line (it wrote an empty pending list).  Slices are consumed as they
+    # come, never all held at once.
     i = m = total_len = 0
-    pending = []
+    pending = False  # lines kept since the last flush
+    bar = tqdm(total=len(targets), file=sys.stderr, disable=None, leave=False, desc='conv')
     try:
-        for (n_turns, line, msg, tgt_len) in tqdm(_results(targets, workers), total=len(targets),
-                                                  file=sys.stderr, disable=None, leave=False, desc='conv'):
-            i += 1
-            if i % FLUSH_EVERY == 0 and pending:
-                out.write(('\n'.join(pending) + '\n').encode('utf-8'))
-                pending = []
-            if msg is not None:
-                print(msg, file=err)
-            if n_turns > 0:
-                i = n_turns - 1
-            if line is not None:
-                pending.append(line)
-                m += 1
-                total_len += tgt_len
+        for codes, n_lines, text, msgs, slice_len in _results(targets, workers):
+            for code in codes:
+                i += 1
+                if i % FLUSH_EVERY == 0:
+                    pending = False
+                if code > 0:  # the target had a chain: i = n_turns - 1
+                    i = (code >> 1) - 1
+                    if code & 1:
+                        pending = True
+            out.write(text)
+            err.write(msgs)
+            m += n_lines
+            total_len += slice_len
+            bar.update(len(codes))
     finally:
+        bar.close()
         _S.clear()
     if m == 0:  # the original died here (division by zero) and wrote nothing more
         print('warning: %s: no conversation selected in this chunk' % rc_path, file=sys.stderr)
         avg_len = 0.0
     else:
         avg_len = total_len / m
-        out.write(('\n'.join(pending) + '\n').encode('utf-8'))
+        if not pending:
+            out.write(b'\n')
     print('finally selected %i/%i, avg len = %.2f' % (m, n, avg_len), file=log)
     return m, n, avg_len
 
