@@ -14,6 +14,7 @@ other global), and an original DB's tokenizer.pt is never loaded.
 """
 from __future__ import annotations
 
+import collections
 import dbm
 import dbm.dumb
 import gzip
@@ -83,14 +84,13 @@ class ChunkWriter:
         self._z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # wbits 31: gzip container
         self._parts: list[bytes] = [self._z.compress(b"[")]
         self._n = 0
-        self._lens: dict[int, int] = {}
+        self._lens: collections.Counter[int] = collections.Counter()
 
     def _add(self, items: list[tuple[int, str]]):
-        text = ", ".join(t for _, t in items)
+        text = ", ".join([t for _, t in items])
         self._parts.append(self._z.compress((text if self._n == 0 else ", " + text).encode("utf-8")))
         self._n += len(items)
-        for length, _ in items:
-            self._lens[length] = self._lens.get(length, 0) + 1
+        self._lens.update([length for length, _ in items])
 
     def _store(self):
         self._parts.append(self._z.compress(b"]"))
@@ -111,6 +111,15 @@ class ChunkWriter:
         n = self.n_example
         self._place([(length, feature_json(n + i, tail)) for i, (length, tail) in enumerate(items)])
         self.n_example += len(items)
+
+    def add_lines(self, lines: list[list[tuple[int, str]]]):
+        """start_line() then extend(items) for each line's items; in one go when no chunk fills."""
+        if self._n + len(self._overflow) + sum(map(len, lines)) < self.chunk_size:
+            self.extend([item for items in lines for item in items])
+            return
+        for items in lines:
+            self.start_line()
+            self.extend(items)
 
     def _place(self, items):
         room = self.chunk_size - self._n

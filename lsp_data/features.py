@@ -22,30 +22,33 @@ FEATURE_KEYS = ("conv_id", "input_ids", "position_ids", "token_type_ids", "lm_la
                 "input_len")
 
 
-def windows(weights: list[float], inputs: list[list[int]], max_len: int):
-    """Yield (turns, weights) windows of a conversation: the original's sliding window.
+def spans(lens: list[int], max_len: int):
+    """Yield the (start, stop) turn ranges of the original's sliding windows, from turn lengths.
 
     `size` counts tokens plus one EOS per turn. A turn longer than max_len closes the window and
     is skipped. Otherwise, when the window is already over max_len (checked before adding the
     next turn), it is emitted and restarts from its last turn, which becomes pure context. So a
     window emitted on overflow is longer than max_len; the loaders drop it later, as they did.
     """
-    turns, ws, size = [], [], 0
-    for ids, w in zip(inputs, weights):
-        if len(ids) > max_len:
-            if len(turns) >= 2:
-                yield turns, ws
-            turns, ws, size = [], [], 0
+    start, size = 0, 0  # the window is turns[start:i]
+    for i, n in enumerate(lens):
+        if n > max_len:
+            if i - start >= 2:
+                yield start, i
+            start, size = i + 1, 0
             continue
         if size > max_len:
-            yield turns, ws
-            turns, ws = turns[-1:], ws[-1:]
-            size = len(turns[0]) + 1
-        turns.append(ids)
-        ws.append(w)
-        size += len(ids) + 1
-    if len(turns) >= 2:
-        yield turns, ws
+            yield start, i
+            start, size = i - 1, lens[i - 1] + 1
+        size += n + 1
+    if len(lens) - start >= 2:
+        yield start, len(lens)
+
+
+def windows(weights: list[float], inputs: list[list[int]], max_len: int):
+    """Yield the (turns, weights) windows of a conversation (see `spans`)."""
+    for a, b in spans([len(ids) for ids in inputs], max_len):
+        yield inputs[a:b], weights[a:b]
 
 
 def make_feature(turns: list[list[int]], ws: list[float], eos: int) -> dict | None:
@@ -98,31 +101,89 @@ def _ints_json(xs: list[int]) -> str:
     return orjson.dumps(xs).decode().replace(",", ", ")  # Python json's ", " separator
 
 
-def _floats_json(ws: list[float]) -> str:
-    # orjson writes most floats as Python does (1.0, 0.5); NaN/inf/exponents differ: use json then
-    if orjson is None or any(orjson.dumps(w).decode() != float.__repr__(w) for w in set(ws)):
-        return json.dumps(ws)
-    return orjson.dumps(ws).decode().replace(",", ", ")
+_FLOATS: dict[float, str] = {}
 
 
-_POSITIONS: dict[int, tuple[list[int], str]] = {}  # n -> (0..n-1, its JSON)
+def float_json(w: float) -> str:
+    """json.dumps(w): repr for finite floats, NaN/Infinity/-Infinity as the original wrote them."""
+    text = _FLOATS.get(w)
+    if text is None:
+        text = json.dumps(w)
+        if w == w and len(_FLOATS) < 4096:  # NaN never equals a key: not cached
+            _FLOATS[w] = text
+    return text
 
 
-def _positions_json(positions: list[int]) -> str:
-    n = len(positions)
+_POSITIONS: dict[int, str] = {}  # n -> "0, 1, ..., n-1"
+
+
+def _positions(n: int) -> str:
     if n not in _POSITIONS:
-        _POSITIONS[n] = (list(range(n)), json.dumps(list(range(n))))
-    rng, text = _POSITIONS[n]
-    return text if positions == rng else _ints_json(positions)
+        _POSITIONS[n] = json.dumps(list(range(n)))[1:-1]
+    return _POSITIONS[n]
+
+
+def _tail(input_ids: str, n: int, types: str, labels: str, weights: str) -> str:
+    return (f'"input_ids": [{input_ids}], "position_ids": [{_positions(n)}], "token_type_ids": [{types}], '
+            f'"lm_labels": [{labels}], "weights": [{weights}], "input_len": {n}}}')
 
 
 def feature_tail(f: dict) -> str:
     """JSON of a feature without conv_id and its opening brace: `'{"conv_id": %d, ' + tail` is
     exactly Python's json.dumps of the full feature (NaN/Infinity weights included, as the
     original wrote them), so conv_ids can be numbered after parallel workers."""
-    return ('"input_ids": ' + _ints_json(f["input_ids"]) + ', "position_ids": ' + _positions_json(f["position_ids"]) +
-            ', "token_type_ids": ' + _ints_json(f["token_type_ids"]) + ', "lm_labels": ' + _ints_json(f["lm_labels"]) +
-            ', "weights": ' + _floats_json(f["weights"]) + ', "input_len": ' + str(f["input_len"]) + "}")
+    if f["position_ids"] != list(range(f["input_len"])):  # never from prepro; exact for any dict
+        return json.dumps(f)[1:]
+    return _tail(_ints_json(f["input_ids"])[1:-1], f["input_len"], _ints_json(f["token_type_ids"])[1:-1],
+                 _ints_json(f["lm_labels"])[1:-1], ", ".join(map(float_json, f["weights"])))
+
+
+def id_fragments(id_lists: list[list[int]]) -> list[str]:
+    """The JSON of each id list without its brackets ("1, 2, 3"; "" for []), in one dumps call."""
+    if not id_lists:
+        return []
+    text = orjson.dumps(id_lists).decode().replace(",", ", ") if orjson else json.dumps(id_lists)
+    return text[2:-2].split("], [")
+
+
+def feature_tails(frags: list[str], lens: list[int], weights: list[float], max_len: int,
+                  eos: int) -> list[tuple[int, str]]:
+    """(input_len, feature_tail) of every feature of one conversation, written straight from its
+    turns' id fragments (see `id_fragments`): the JSON of make_features' dicts, byte for byte.
+
+    Trailing zero-weight turns are left out (make_feature cuts them: all their labels are -1),
+    so a window with no trained turn after the first gives no feature.
+    """
+    out = []
+    eos_s = str(eos)
+    for a, b in spans(lens, max_len):
+        while b - 1 > a and weights[b - 1] == 0:
+            b -= 1
+        if b - a < 2:
+            continue
+        n0 = lens[a]
+        ids = [frags[a]] if n0 else []
+        types, labels, ws = ["0, " * n0], ["-1, " * n0], ["0.0, " * n0]
+        end = n0
+        for i in range(a + 1, b):
+            s, n, w = frags[i], lens[i] + 1, weights[i]
+            end += n
+            ids.append(eos_s)
+            if n > 1:
+                ids.append(s)
+            types.append(f"{i - a}, " * n)
+            if w == 0:
+                labels.append("-1, " * n)
+                ws.append("0.0, " * n)
+            else:  # the EOS before a turn predicts its first token; the turn's last label is EOS
+                labels.append(f"{s}, {eos_s}, " if n > 1 else f"{eos_s}, ")
+                ws.append(f"{float_json(w)}, " * n)
+        pad = -end % 8  # pad to a multiple of 8
+        out.append((end + pad, _tail(", ".join(ids) + ", 0" * pad, end + pad,
+                                     "".join(types)[:-2] + ", 0" * pad,
+                                     "".join(labels)[:-2] + ", -1" * pad,
+                                     "".join(ws)[:-2] + ", 0.0" * pad)))
+    return out
 
 
 def feature_json(conv_id: int, tail: str) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .db import ChunkWriter, DBError, FORMAT_VERSION, db_name, dump, write_meta
-from .features import feature_tail, make_features
+from .features import feature_tails, id_fragments
 from .tsv import MALFORMED, SKIPPED, LineError, decode_line, iter_raw_lines, parse_line
 
 BATCH_LINES = 2048  # lines per tokenizer call / worker task
@@ -44,34 +44,34 @@ def process_lines(raws: list[bytes], tok, max_len: int, reverse: bool, two_turn:
     with features, items its (input_len, feature JSON tail) pairs. weights/turn_lens are the
     parsed turns before --reverse, after the zero-weight target was dropped (None if malformed).
     """
-    parsed, unique = [], {}
+    parsed, unique, seen = [], {}, {}
     for raw in raws:
         try:
-            weights, turns = parse_line(decode_line(raw))
+            weights, turns = parse_line(decode_line(raw), seen)
         except LineError as e:
             parsed.append((e.reason, str(e)))
             continue
         # Each line repeats its conversation's earlier turns: encode every distinct text once.
         parsed.append((weights, [unique.setdefault(t, len(unique)) for t in turns]))
     ids = [e.ids for e in tok.encode_batch_fast(list(unique), add_special_tokens=False)] if unique else []
+    frags, all_lens = id_fragments(ids), [len(x) for x in ids]
     out = []
     for p in parsed:
         if isinstance(p[0], str):
             out.append((p[0], p[1], None, None, []))
             continue
         weights, slots = p
-        inputs = [ids[i] for i in slots]
-        lens = [len(x) for x in inputs]
+        lens = [all_lens[i] for i in slots]
         if reverse:
-            weights, inputs = weights[::-1], inputs[::-1]
+            weights, slots = weights[::-1], slots[::-1]
         if two_turn:
-            weights, inputs = weights[:2], inputs[:2]
+            weights, slots = weights[:2], slots[:2]
         if len(weights) < 2:
             out.append(("lt2turns", None, p[0], lens, []))
             continue
-        feats = make_features(weights, inputs, max_len, eos)
-        reason = None if feats else "no_features"
-        out.append((reason, None, p[0], lens, [(f["input_len"], feature_tail(f)) for f in feats]))
+        # the feature JSON is written from the turns' id fragments: no per-token Python loop
+        items = feature_tails([frags[i] for i in slots], [all_lens[i] for i in slots], weights, max_len, eos)
+        out.append((None if items else "no_features", None, p[0], lens, items))
     return out
 
 
@@ -87,7 +87,8 @@ def _init_worker(tok_json: str, max_len: int, reverse: bool, two_turn: bool, eos
 
 
 def _work(raws: list[bytes]):
-    return process_lines(raws, **_WORKER)
+    # weights/turn_lens are for tests: not worth pickling back
+    return [(reason, msg, None, None, items) for reason, msg, _, _, items in process_lines(raws, **_WORKER)]
 
 
 def _batches(corpus: Path, size: int):
@@ -190,8 +191,7 @@ def build_db(corpus, out=None, max_seq_len: int = 128, chunk_size: int = 65536, 
         try:
             for nums, raws, results in _results(_batches(corpus, batch_lines), workers, tok,
                                                 max_seq_len, reverse, two_turn, eos):
-                for (logical, physical), (reason, msg, _, _, items) in zip(nums, results):
-                    writer.start_line()
+                for (logical, physical), (reason, msg, *_) in zip(nums, results):
                     if reason is not None:
                         if strict and reason in MALFORMED:
                             raise PreproError(f"{corpus}:{physical}: malformed line ({reason}): {msg}")
@@ -199,7 +199,7 @@ def build_db(corpus, out=None, max_seq_len: int = 128, chunk_size: int = 65536, 
                         if len(report["skipped"][reason]) < MAX_LISTED:
                             report["skipped"][reason].append(
                                 {"line": physical, "logical_line": logical, "message": msg})
-                    writer.extend(items)
+                writer.add_lines([r[-1] for r in results])
                 report["lines"] = nums[-1][0]
                 bar.update(sum(len(r) + 1 for r in raws))
             chunks = writer.close()

@@ -70,10 +70,11 @@ def split_weight(turn: str) -> tuple[float, str]:
         return 1.0, " ".join(toks)
 
 
-def parse_line(line: str) -> tuple[list[float], list[str]]:
+def parse_line(line: str, seen: dict | None = None) -> tuple[list[float], list[str]]:
     """Weights and texts of the turns of one line, the target left out when its weight is 0.
 
-    Raises LineError for a malformed line, with the message the original printed.
+    Raises LineError for a malformed line, with the message the original printed. `seen`, a
+    dict kept over a batch of lines, caches split_weight per raw turn (lines repeat turns).
     """
     fields = line.strip().split("\t")
     if len(fields) != 2:
@@ -82,7 +83,14 @@ def parse_line(line: str) -> tuple[list[float], list[str]]:
         reason = ("blank_line" if not fields[0] else "empty_field" if "\t" in line else "missing_tab")
         raise LineError(reason, "not enough values to unpack (expected 2, got 1)")
     srcs, tgt = fields
-    turns = [split_weight(turn) for turn in srcs.split(" EOS ")]
+    if seen is None:
+        seen = {}
+    turns = []
+    for turn in srcs.split(" EOS "):
+        wt = seen.get(turn)
+        if wt is None:
+            wt = seen[turn] = split_weight(turn)
+        turns.append(wt)
     w, text = split_weight(tgt)
     if w != 0:  # a zero-weight target is dropped, so its line often ends with < 2 turns
         turns.append((w, text))

@@ -165,6 +165,56 @@ def test_chunking_rule_matches_original(tmp_path):
         assert got == want, (cs, per_line)
 
 
+@pytest.mark.parametrize("use_orjson", [True, False])
+def test_feature_tails_are_json_dumps(monkeypatch, use_orjson):
+    """The JSON written from per-turn id fragments is json.dumps of make_features' dicts, byte for
+    byte: empty turns, zero/-0.0/NaN/inf/exponent weights, over-long turns, window overflow."""
+    from lsp_data import features as F
+    if not use_orjson:
+        monkeypatch.setattr(F, "orjson", None)
+    rng = random.Random(1)
+    ws_pool = [0.0, -0.0, 1.0, 0.5, 2.0, float("nan"), float("inf"), -float("inf"), 1e16, 1e-7, -3.25]
+    for _ in range(3000):
+        k = rng.randint(1, 7)
+        inputs = [[rng.randint(0, EOS_ID) for _ in range(rng.choice([0, 0, 1, 2, 5, 11, 30, 70]))]
+                  for _ in range(k)]
+        ws = [rng.choice(ws_pool) for _ in range(k)]
+        max_len = rng.choice([8, 16, 32, 64, 128])
+        want = [(f["input_len"], json.dumps({"conv_id": 3, **f}))
+                for f in F.make_features(ws, inputs, max_len, EOS_ID)]
+        got = F.feature_tails(F.id_fragments(inputs), [len(x) for x in inputs], ws, max_len, EOS_ID)
+        assert [(n, F.feature_json(3, t)) for n, t in got] == want, (inputs, ws, max_len)
+        assert [F.feature_json(3, F.feature_tail(f)) for f in F.make_features(ws, inputs, max_len, EOS_ID)] == \
+            [t for _, t in want]
+
+
+def test_add_lines_is_start_line_and_extend(tmp_path):
+    """ChunkWriter.add_lines (a batch at once) stores the same chunks as per-line calls."""
+    rng = random.Random(2)
+    for trial in range(40):
+        cs = rng.randint(1, 30)
+        batches = [[[(8, '"input_len": 8}')] * rng.choice([0, 1, 2, 5]) for _ in range(rng.randint(0, 9))]
+                   for _ in range(rng.randint(1, 6))]
+        got = []
+        for mode in ("lines", "batches"):
+            folder = tmp_path / f"{mode}{trial}"
+            folder.mkdir()
+            w = ChunkWriter(folder, cs)
+            for batch in batches:
+                if mode == "batches":
+                    w.add_lines(batch)
+                    continue
+                for items in batch:
+                    w.start_line()
+                    w.extend(items)
+            got.append(w.close())
+            (folder / "meta.json").write_text("{}")
+            shelf, _ = open_db(folder)
+            got.append([read_chunk(shelf, k) for k in dbmod.chunk_keys(shelf)])
+            shelf.close()
+        assert got[0:2] == got[2:4], (cs, batches)
+
+
 def test_original_format_db_is_read(golden, tmp_path):
     """A DB as the original wrote it (shelve over dbm.dumb, default pickle protocol, meta.json with
     only its keys, a tokenizer.pt that must never be loaded) is dumped and loaded."""
