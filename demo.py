@@ -31,7 +31,7 @@ def parse_args(argv=None) -> DemoSettings:
                                                "(default: 4 layers, 256 wide, 4 heads, 128 positions)")
     p.add_argument("--steps", type=int, default=500, help="optimizer steps")
     p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--learning_rate", type=float, default=5e-5, help="noam schedule base rate")
+    p.add_argument("--learning_rate", type=float, default=1e-5, help="noam schedule base rate (the original's 1e-5)")
     p.add_argument("--warmup_steps", type=int, default=40)
     p.add_argument("--n_test", type=int, default=200, help="held-out test contexts")
     p.add_argument("--seed", type=int, default=42)

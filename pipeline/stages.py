@@ -53,7 +53,7 @@ class DemoSettings:
     config: Path | None = None           # config.json of the model to train (default TINY_CONFIG)
     steps: int = 500
     batch_size: int = 8
-    lr: float = 5e-5
+    lr: float = 1e-5
     warmup_steps: int = 40
     valid_step: int | None = None        # default: steps // 4 when it divides, else steps
     workers: int = 1
