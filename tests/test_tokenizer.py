@@ -48,7 +48,7 @@ def test_custom_tokenizer_json_dir(tmp_path):
 
 
 def test_tampered_package_files_refused(monkeypatch, tmp_path):
-    monkeypatch.setattr(T, "_sha256", lambda p: "0" * 64)
+    monkeypatch.setattr(T, "file_sha256", lambda p: "0" * 64)
     with pytest.raises(ValueError, match="sha256 mismatch"):
         find_bpe_files(None)
 
