@@ -6,6 +6,7 @@ original's BucketingDataLoader gives for that setting)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -103,10 +104,13 @@ def synthetic_batches(n_batches: int, batch: int, seq: int, vocab: int, seed: in
 
 def tiny_args(tmp: Path, extra=(), vocab: int = 256, **kw):
     model_dir = tmp / "tiny_model"
-    if not model_dir.is_dir():
-        model_dir.mkdir(parents=True)
-        (model_dir / "config.json").write_text(json.dumps(
+    if not (model_dir / "config.json").is_file():
+        # DDP tests call this from two ranks at once: make the folder race-free, publish atomically
+        model_dir.mkdir(parents=True, exist_ok=True)
+        tmp_cfg = model_dir / f".config.{os.getpid()}.json"
+        tmp_cfg.write_text(json.dumps(
             {"n_layer": 2, "n_embd": 32, "n_head": 4, "n_ctx": 64, "n_positions": 64, "vocab_size": vocab}))
+        os.replace(tmp_cfg, model_dir / "config.json")
     flags = dict(model_name_or_path=model_dir, train_input_file="unused.db", output_dir=tmp / "out",
                  train_batch_size=8, gradient_accumulation_steps=2, learning_rate=1e-3, num_optim_steps=10,
                  valid_step=5, warmup_steps=4, fp16="false", lr_schedule="noam", pbar="false", max_seq_length=64,
