@@ -18,13 +18,13 @@ import numpy as np
 import torch
 
 from lsp_model.atomic import atomic_file
-from lsp_model.checkpoint import save_original_pkl, save_pretrained
+from lsp_model.checkpoint import run_checkpoint_path, save_original_pkl, save_pretrained
 
 STEP_RE = re.compile(r"GP2-pretrain-step-(\d+)\.resume\.pt$")
 
 
 def pkl_path(run_dir, step: int) -> Path:
-    return Path(run_dir) / f"GP2-pretrain-step-{step}.pkl"
+    return run_checkpoint_path(run_dir, step)
 
 
 def resume_path(run_dir, step: int) -> Path:

@@ -23,7 +23,13 @@ from .atomic import atomic_dir, atomic_file
 from .model import build_model, config_from_dict, load_config
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# The original's run-folder checkpoint name: the one definition every writer and finder uses.
 CKPT_RE = re.compile(r"GP2-pretrain-step-(\d+)\.pkl$")
+
+
+def run_checkpoint_path(run_dir: str | os.PathLike, step: int) -> Path:
+    """`run_dir/GP2-pretrain-step-N.pkl`, the original's name for the weights after update N."""
+    return Path(run_dir) / f"GP2-pretrain-step-{step}.pkl"
 
 # Original key -> transformers key. The buffers `attn.bias` are recomputed, not stored.
 RENAMES = {"lm_head.decoder.weight": "lm_head.weight"}
