@@ -21,7 +21,7 @@ import sys
 import torch
 from tqdm import tqdm
 
-from lsp_model.atomic import atomic_file
+from lsp_io.atomic import atomic_file
 from lsp_model.chat import clean_hypothesis, encode_context, fit_context, read_contexts
 from lsp_model.checkpoint import CheckpointError, load_model
 from lsp_model.generate import add_generation_args, batch_order, check_vocab, gen_config_from_args, generate

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lsp_model.atomic import atomic_file
+from lsp_io.atomic import atomic_file
 from lsp_model.checkpoint import run_checkpoint_path, save_original_pkl, save_pretrained
 
 STEP_RE = re.compile(r"GP2-pretrain-step-(\d+)\.resume\.pt$")

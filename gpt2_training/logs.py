@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lsp_model.atomic import atomic_file
+from lsp_io.atomic import atomic_file
 
 TRAIN_HEADER = "epoch,global_step,step,mean_loss,mean_ppl,n_token_real,n_token_total,epoch_time"
 EVAL_HEADER = "epoch,global_step,step,eval_loss,eval_ppl"

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lsp_model.atomic import atomic_file
+from lsp_io.atomic import atomic_file
 from lsp_model.checkpoint import CheckpointError, load_weights, read_state_dict
 from lsp_model.model import build_model, load_config
 from lsp_model.tokenizer import load_tokenizer

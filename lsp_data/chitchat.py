@@ -36,7 +36,7 @@ import re
 import sys
 from pathlib import Path
 
-from lsp_model.atomic import atomic_file
+from lsp_io.atomic import atomic_file
 from lsp_model.tokenizer import encode_batch, file_sha256, load_tokenizer
 
 FILES = ("train.tsv", "test.contexts.tsv", "test.refs.tsv", "data.json")

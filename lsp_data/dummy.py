@@ -19,7 +19,7 @@ import random
 import sys
 from pathlib import Path
 
-from lsp_model.atomic import atomic_file
+from lsp_io.atomic import atomic_file
 
 PLACES = ["seattle", "new york", "london", "paris", "tokyo", "beijing", "berlin", "boston", "chicago",
           "the city", "a small town", "the countryside"]

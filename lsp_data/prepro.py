@@ -163,7 +163,7 @@ def build_db(corpus, out=None, max_seq_len: int = 128, chunk_size: int = 65536, 
     The DB is built in a hidden temp folder and renamed into place only when complete.
     """
     from lsp_model.tokenizer import eos_id, load_tokenizer, tokenizer_identity
-    from lsp_model.atomic import atomic_dir
+    from lsp_io.atomic import atomic_dir
     from tokenizers import Tokenizer
 
     corpus = Path(corpus)

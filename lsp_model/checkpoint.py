@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from .atomic import atomic_dir, atomic_file
+from lsp_io.atomic import atomic_dir, atomic_file
 from .model import build_model, config_from_dict, load_config
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

@@ -68,7 +68,7 @@ def plot_loss(train_rows: list[dict], eval_rows: list[dict], png: Path, title: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lsp_model.atomic import atomic_file
+    from lsp_io.atomic import atomic_file
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     if train_rows:
@@ -110,7 +110,7 @@ def sample_exchanges(contexts: Path, refs: Path, hyps: dict[str, Path], n: int =
 def write_report(out: Path, run_dir: Path, files: dict, results: dict, timings: dict,
                  settings: dict | None = None) -> dict:
     """Write report.md and loss_curve.png under `out`, print the report, return a summary."""
-    from lsp_model.atomic import atomic_file
+    from lsp_io.atomic import atomic_file
 
     out = Path(out)
     train_rows = read_csv_log(run_dir / "train_log.txt")

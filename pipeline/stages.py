@@ -105,7 +105,7 @@ def read_stamp(s: DemoSettings, stage: str) -> dict | None:
 
 
 def write_stamp(s: DemoSettings, stage: str, key: dict, **extra) -> None:
-    from lsp_model.atomic import atomic_file
+    from lsp_io.atomic import atomic_file
     with atomic_file(s.out / "stamps" / f"{stage}.json", "w") as f:
         f.write(json.dumps({"key": key, **extra}, indent=2, default=str) + "\n")
 
@@ -266,7 +266,7 @@ def reddit_data(s: DemoSettings, files: dict[str, Path]) -> dict:
 def split_held_out(raw: Path, files: dict[str, Path], n_test: int, seed: int) -> dict:
     """Stream `raw` into train.tsv, holding out about n_test lines chosen by a seeded hash
     (one pass, constant memory: the full set is ~27 GB)."""
-    from lsp_model.atomic import atomic_file
+    from lsp_io.atomic import atomic_file
     from lsp_model.chat import strip_weight
     total = count_lines(raw)
     rate = max(1, total // max(1, 2 * n_test))  # hold out ~1/rate of the lines, stop at n_test
@@ -298,7 +298,7 @@ def split_held_out(raw: Path, files: dict[str, Path], n_test: int, seed: int) ->
 
 def stage_model(s: DemoSettings) -> tuple[Path, Path | None]:
     """(model folder with config.json + tokenizer files, init checkpoint or None)."""
-    from lsp_model.atomic import atomic_file
+    from lsp_io.atomic import atomic_file
     from lsp_model.tokenizer import load_tokenizer, save_tokenizer
 
     mdir = s.out / "model"

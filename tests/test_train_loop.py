@@ -60,7 +60,7 @@ import torch
 torch.set_num_threads(1)
 from pathlib import Path
 import gpt2_training.checkpoint as C
-from lsp_model.atomic import atomic_file
+from lsp_io.atomic import atomic_file
 from train_helpers import ListLoader, synthetic_batches, tiny_args
 import gpt2_training.loop as loop
 orig = C.save_resume
