@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import urllib.error
 import urllib.request
@@ -192,11 +191,3 @@ def fetch_model_files(size: str, init: str, folder: str | os.PathLike, model_dir
         raise DownloadError(offline_message(missing, folder, errors))
     return folder / next(iter(files))
 
-
-def copy_local_config(size: str, repo: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """Copy the repo's config.json for `size` into out_dir (the architecture of the weights)."""
-    src = Path(repo) / LOCAL_CONFIG[size] / "config.json"
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, out / "config.json")
-    return out / "config.json"

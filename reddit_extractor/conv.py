@@ -114,8 +114,10 @@ def _norm_turn(text):
 def filter_instance(src, tgt, info):
     """The original filter_instance(): None to keep, else the skip line."""
     st = _S['settings']
-    if st.bl_words and not st.leaves_only and st.bl_words.search(tgt):
-        return 'skip\toffensive\t%s\t%s\tbad word(s): %s' % (info, tgt, st.bl_words.found(tgt))
+    if st.bl_words and not st.leaves_only:
+        bad = st.bl_words.found(tgt)
+        if bad:  # the original printed flashtext's list as Python shows it
+            return 'skip\toffensive\t%s\t%s\tbad word(s): %s' % (info, tgt, bad)
     tgt_toks = tgt.split()
     if len(tgt_toks) <= 1:  # the weight alone counts as one token
         return 'skip\temptytarget\t%s\t%s' % (info, tgt)

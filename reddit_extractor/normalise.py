@@ -32,12 +32,6 @@ def load_tokenizer():
     return _TOKENIZER_[0]
 
 
-def __getattr__(name):  # ``normalise._TOKENIZER`` still works, without the import cost up front
-    if name == '_TOKENIZER':
-        return load_tokenizer()
-    raise AttributeError(name)
-
-
 def _spans(txt):
     """True when a token of ``txt`` might contain a space (see tokenize)."""
     if _ELLIPSIS.search(txt) is not None:
@@ -132,7 +126,9 @@ class Blocklist:
     """
 
     def __init__(self, phrases):
-        phrases = sorted({p.lower() for p in phrases if p}, key=len, reverse=True)
+        # flashtext reports a phrase as it was listed; a later duplicate (any case) wins
+        self.names = {p.lower(): p for p in phrases if p}
+        phrases = sorted(self.names, key=len, reverse=True)
         self.phrases = phrases
         if phrases:
             body = '|'.join(re.escape(p) for p in phrases)
@@ -146,6 +142,12 @@ class Blocklist:
     def search(self, text):
         """True when any phrase occurs as whole words in ``text``."""
         return self._re is not None and self._re.search(text.lower()) is not None
+
+    def found(self, text):
+        """The phrases found in ``text``, in order, as listed (flashtext ``extract_keywords``)."""
+        if self._re is None:
+            return []
+        return [self.names[m.group(0)] for m in self._re.finditer(text.lower())]
 
 
 def read_list(path):

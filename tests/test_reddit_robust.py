@@ -17,7 +17,7 @@ import zstandard
 from reddit_extractor.cli import boolean, main, month_parser
 from reddit_extractor.dumps import DumpError, iter_line_batches, sniff
 from reddit_extractor.merge import cut_columns
-from reddit_extractor.normalise import Blocklist, _TOKENIZER, gpt_norm, tokenize
+from reddit_extractor.normalise import Blocklist, gpt_norm, load_tokenizer, tokenize
 from reddit_extractor.outputs import AtomicFiles
 
 TEXT = b'{"a": 1}\n{"b": 2}\r\nthird\rfourth\n\nlast-no-newline'
@@ -187,6 +187,26 @@ def test_blocklist_whole_words_case_insensitive():
     assert not bl.search('whatever hateful') and not bl.search('shut upper') and not bl.search('hate_x')
 
 
+def test_word_blocklist_drops_targets_without_leaves_only(tmp_path):
+    """--clean --bl_words --leaves_only 0 (not the Makefile's settings): a blocked target is a skip line."""
+    rs, rc = good_month()
+    rc[3] = com_line('c3', 's1', 't1_c2', body='that is so Stupid really')
+    write_month(tmp_path / 'in', '2011-01', rs, rc)
+    (tmp_path / 'words.txt').write_text('# comment\nstupid\nshut up\n')
+    common = ['--reddit_input', str(tmp_path / 'in'), '--reddit_output', str(tmp_path / 'out')]
+    assert run_cli(['2011-01', '--task=extract'] + common)[0] == 0
+    rc_, _, err = run_cli(['2011-01', '--task=conv', '--clean', 'true', '--bl_words', str(tmp_path / 'words.txt'),
+                           '--leaves_only', '0', '--use_title', '0'] + common)
+    assert rc_ == 0, err
+    skips = [line for line in err.splitlines() if line.startswith('skip')]
+    # targets in (link_id, parent_id, id) order: c3 (parent t1_c2) before c0 (parent t3_s1)
+    assert skips == ["skip\toffensive\tx\tself.x\tthat is so Stupid really\tbad word(s): ['stupid']",
+                     'skip\tmin_depth\tx\tself.x\tsome words here\tdepth 1 < 2: some words here']
+    out = (tmp_path / 'out' / 'conv' / '2011-01.tsv').read_text()
+    assert out.count('\n') == 4 and 'Stupid' in out  # c1, c2, c4, c5 kept; c3 as context only
+    assert Blocklist(['Shut up', 'hate']).found('HATE it , shut up and hate') == ['hate', 'Shut up', 'hate']
+
+
 def test_fast_tokenize_equals_nltk(golden):
     from reddit_extractor.normalise import _ILLEGAL, minimal_norm
     bodies = []
@@ -202,7 +222,7 @@ def test_fast_tokenize_equals_nltk(golden):
                "don't stop!!!! ok... D: xD. U.S. e.g. a.com co. Hmm?! it's, we're. P.", "D. d! dP, Xd?"]
     for b in bodies:
         t = _ILLEGAL.sub(' ', minimal_norm(b))
-        assert tokenize(t) == _TOKENIZER.tokenize(t), b
+        assert tokenize(t) == load_tokenizer().tokenize(t), b
     assert gpt_norm('I <3 b/c w/ #tag http://x.y CURLY “hi”') == 'I 3 because with __url__ C__url__Y “ hi ”'
 
 
