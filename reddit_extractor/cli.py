@@ -4,6 +4,7 @@
     python -m reddit_extractor multiref --data test.tsv.gz --testids IDS --out scored_refs.txt
     python -m reddit_extractor strip-scores scored_refs.txt refs.txt
     python -m reddit_extractor cut OUT.tsv IN.tsv.gz [IN.tsv.gz ...]
+    python -m reddit_extractor concat OUT.tsv.gz IN.tsv.gz [IN.tsv.gz ...]
     python -m reddit_extractor fetch URL DEST
 
 Booleans take real values (``--clean false`` is false); the original's
@@ -157,6 +158,17 @@ def run_cut(argv):
     return 0
 
 
+def run_concat(argv):
+    p = argparse.ArgumentParser(prog='python -m reddit_extractor concat',
+                                description='cat INPUTS > OUTPUT, written atomically (temporary name, fsync, rename)')
+    p.add_argument('output')
+    p.add_argument('inputs', nargs='+')
+    args = p.parse_args(argv)
+    from .merge import concat
+    concat(args.inputs, args.output)
+    return 0
+
+
 def run_fetch(argv):
     p = argparse.ArgumentParser(prog='python -m reddit_extractor fetch',
                                 description='download URL to DEST, resuming DEST.part (HTTP Range)')
@@ -169,7 +181,7 @@ def run_fetch(argv):
 
 
 COMMANDS = {'multiref': run_multiref, 'strip-scores': run_strip_scores, 'cut': run_cut,
-            'fetch': run_fetch}
+            'concat': run_concat, 'fetch': run_fetch}
 
 
 def main(argv=None):

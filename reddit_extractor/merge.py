@@ -1,6 +1,18 @@
-"""Joining per-month outputs: ``zcat months | cut -f 2-3``, with a sanity check."""
+"""Joining per-month outputs: ``cat`` of the gzip months, and ``zcat months | cut -f 2-3`` with a sanity check."""
+import shutil
+
 from .dumps import DumpError, iter_line_batches
 from .outputs import AtomicFiles
+
+
+def concat(inputs, output):
+    """``cat inputs > output``, atomically: gzip members concatenate into one valid gzip file."""
+    with AtomicFiles() as files:
+        f = files.open(output)
+        for path in inputs:
+            with open(path, 'rb') as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+        files.commit()
 
 
 def cut_columns(inputs, output, min_lines=1):

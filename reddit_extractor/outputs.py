@@ -1,6 +1,14 @@
-"""Atomic output files: write to a temporary name, rename when complete."""
+"""Output files of a step, all made visible together: each is an ``lsp_io.atomic.atomic_file``
+(temporary name in the same folder, fsync, rename), so a kill leaves no half file under a final name."""
+import contextlib
 import gzip
 import os
+
+from lsp_io.atomic import atomic_file
+
+
+class _Abort(Exception):
+    """Thrown into the open atomic files to make them delete their temporary files."""
 
 
 class AtomicFiles:
@@ -10,33 +18,33 @@ class AtomicFiles:
     """
 
     def __init__(self):
-        self._files = []  # (handle, tmp, final)
+        self._stack = contextlib.ExitStack()
+        self._gz = []
 
     def open(self, path, gz=False, level=6):
-        tmp = '%s.tmp%d' % (path, os.getpid())
-        raw = open(tmp, 'wb')
+        raw = self._stack.enter_context(atomic_file(path, 'wb'))
+        if not gz:
+            return raw
         # gzip level 6 is the gzip CLI default the original Makefile used
-        f = gzip.GzipFile(filename='', mode='wb', fileobj=raw, compresslevel=level, mtime=0) if gz else raw
-        self._files.append((f, raw, tmp, path))
+        f = gzip.GzipFile(filename='', mode='wb', fileobj=raw, compresslevel=level, mtime=0)
+        self._gz.append(f)
         return f
 
     def commit(self):
-        for f, raw, _, _ in self._files:
-            f.close()
-            raw.close()
-        for _, _, tmp, path in self._files:
-            os.replace(tmp, path)
-        self._files = []
+        for f in self._gz:
+            f.close()  # writes the gzip trailer before atomic_file fsyncs and renames
+        self._gz = []
+        self._stack.close()
 
     def abort(self):
-        for f, raw, tmp, _ in self._files:
-            try:
+        for f in self._gz:  # closed now, or its finaliser would write to the closed file
+            with contextlib.suppress(Exception):
                 f.close()
-                raw.close()
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-        self._files = []
+        self._gz = []
+        try:
+            self._stack.__exit__(_Abort, _Abort(), None)
+        except _Abort:
+            pass
 
     def __enter__(self):
         return self
@@ -49,10 +57,8 @@ class AtomicFiles:
 
 def write_atomic(path, data):
     """Write bytes or str ``data`` to ``path`` through a temporary file."""
-    with AtomicFiles() as out:
-        f = out.open(path)
+    with atomic_file(path, 'wb') as f:
         f.write(data.encode('utf-8') if isinstance(data, str) else data)
-        out.commit()
 
 
 def remove_quietly(path):

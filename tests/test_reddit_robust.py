@@ -153,8 +153,29 @@ def test_atomic_files_abort(tmp_path):
     with pytest.raises(RuntimeError):
         with AtomicFiles() as out:
             out.open(str(tmp_path / 'a.tsv')).write(b'partial')
+            out.open(str(tmp_path / 'b.tsv.gz'), gz=True).write(b'partial')
             raise RuntimeError
     assert os.listdir(tmp_path) == []
+
+
+def test_outputs_are_fsynced_atomic_files(tmp_path, monkeypatch):
+    """Every output goes through lsp_io.atomic: temporary name in its folder, fsync, rename."""
+    synced, real_fsync = [], os.fsync
+    monkeypatch.setattr(os, 'fsync', lambda fd: (synced.append(os.readlink('/proc/self/fd/%d' % fd)), real_fsync(fd))[1])
+    rs, rc = good_month()
+    write_month(tmp_path / 'in', '2011-01', rs, rc)
+    common = ['--reddit_input', str(tmp_path / 'in'), '--reddit_output', str(tmp_path / 'out'), '--gzip', 'true']
+    assert run_cli(['2011-01', '--task=extract'] + common)[0] == 0
+    assert run_cli(['2011-01', '--task=conv'] + common)[0] == 0
+    month = str(tmp_path / 'out' / 'conv' / '2011-01.tsv.gz')
+    assert run_cli(['concat', str(tmp_path / 'all.tsv.gz'), month, month])[0] == 0
+    assert run_cli(['cut', str(tmp_path / 'train.tsv'), str(tmp_path / 'all.tsv.gz')])[0] == 0
+    finals = sorted(os.path.basename(p).split('.tmp-')[0][1:] for p in synced)
+    assert finals == ['2011-01.stat.tsv', '2011-01.tsv.gz', 'all.tsv.gz', 'rc_sub0.tsv.gz', 'rs_sub0.tsv.gz',
+                      'stat.errors.tsv', 'stat.tsv', 'train.tsv']
+    assert gzip.decompress((tmp_path / 'all.tsv.gz').read_bytes()) == 2 * gzip.decompress(open(month, 'rb').read())
+    leftovers = [p for p in tmp_path.rglob('*') if '.tmp' in p.name]
+    assert leftovers == []
 
 
 def test_empty_train_tsv_detected(tmp_path):
