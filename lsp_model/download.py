@@ -1,4 +1,5 @@
-"""The original's model/config address tables, and a resumable downloader.
+"""The original's model/config address tables, what is known about those files, and the model
+size -> config table; the verified downloader itself is lsp_io.download.
 
 Addresses are the original demo_utils.py's (storage moved from convaisharables.blob.core.windows.net/lsp
 to acvrpublicycchen.blob.core.windows.net/dialogpt in 2021). Quirks kept visible:
@@ -8,18 +9,14 @@ to acvrpublicycchen.blob.core.windows.net/dialogpt in 2021). Quirks kept visible
 - GPT-2 weights were on the legacy Hugging Face S3 bucket (likely dead); the hub copy of the same
   files is tried after it.
 
-`download` writes to `<name>.part`, resumes with an HTTP Range request, checks the final size
-against Content-Length / Content-Range (and `expected_size` when known), then renames into place.
 When a host cannot be reached, `DownloadError` names every file to fetch and where to put it.
 """
 from __future__ import annotations
 
 import os
-import re
-import socket
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from lsp_io.download import DownloadError, download
 
 BASE = "https://acvrpublicycchen.blob.core.windows.net/dialogpt"
 LEGACY_BASE = "https://convaisharables.blob.core.windows.net/lsp"
@@ -56,16 +53,17 @@ CONFIG_FILE = {k: f"{BASE}/{d}/config.json" for k, d in _SIZE_DIR.items()}
 VOCAB_FILE = {k: f"{BASE}/{d}/vocab.json" for k, d in _SIZE_DIR.items()}
 MERGE_FILE = {k: f"{BASE}/{d}/merges.txt" for k, d in _SIZE_DIR.items()}
 
-# Known byte sizes (issue #40 for the DSTC model); others are checked against the server's length.
-EXPECTED_SIZE = {f"{BASE}/DSTC/medium_ft.pkl": 351_265_269}
+# (size in bytes, sha256) of files above, None where unknown; only values with a source. The DSTC
+# model's size is from DialoGPT issue #40 and the gpt2bot code. No sha256 of these files is
+# published; an unlisted file must come with a Content-Length, and lsp_io.download records the
+# verified size and sha256 next to it (`<name>.sha256`) so a rerun re-checks it.
+KNOWN_FILES: dict[str, tuple[int | None, str | None]] = {
+    LSP_MODEL_URL["dstc"]["medium_ft"]: (351_265_269, None),
+}
 
-# Where the repo keeps each size's architecture (the config is not downloaded: it ships here).
+# Model size -> the repo folder holding its architecture (config.json): the one owner of this fact.
 LOCAL_CONFIG = {"small": "configs/117M", "medium": "configs/345M", "large": "configs/762M"}
 INITS = ("gpt2", "ft", "fs")
-
-
-class DownloadError(RuntimeError):
-    """A download that failed; the message says what to fetch by hand and where to put it."""
 
 
 def model_files(size: str, init: str = "gpt2") -> dict[str, list[str]]:
@@ -84,80 +82,6 @@ def model_files(size: str, init: str = "gpt2") -> dict[str, list[str]]:
     raise ValueError(f"unknown init {init!r}; expected one of {', '.join(INITS)}")
 
 
-def _content_range_total(value: str | None, start: int) -> int | None:
-    """Total size from `bytes start-end/total`; raises if the server resumed somewhere else."""
-    m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", (value or "").strip())
-    if not m:
-        return None
-    if int(m.group(1)) != start:
-        raise DownloadError(f"server resumed at byte {m.group(1)}, asked for {start}")
-    return None if m.group(3) == "*" else int(m.group(3))
-
-
-def download(url: str, dest: str | os.PathLike, expected_size: int | None = None, timeout: float = 30.0,
-             progress: bool = True) -> Path:
-    """Fetch `url` to `dest`, resuming a `dest.part` left by an interrupted run. A finished `dest`
-    is kept as is (the original skipped existing files too), unless its size contradicts
-    `expected_size`."""
-    from tqdm import tqdm
-
-    dest = Path(dest)
-    expected_size = expected_size if expected_size is not None else EXPECTED_SIZE.get(url)
-    if dest.is_file():
-        if expected_size is None or dest.stat().st_size == expected_size:
-            return dest
-        raise DownloadError(f"{dest} has {dest.stat().st_size} bytes, expected {expected_size}: "
-                            f"delete it and run again")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    have = part.stat().st_size if part.is_file() else 0
-    if expected_size is not None and have > expected_size:
-        part.unlink()
-        have = 0
-    headers = {"User-Agent": "dialogpt-downloader"}
-    if have:
-        headers["Range"] = f"bytes={have}-"
-    try:
-        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and have:  # Range past the end: complete when the sizes agree
-            m = re.fullmatch(r"bytes \*/(\d+)", (e.headers.get("Content-Range") or "").strip())
-            if have == (int(m.group(1)) if m else expected_size):
-                os.replace(part, dest)
-                return dest
-        if e.code == 416:  # our .part does not fit the server's file: start over next time
-            part.unlink(missing_ok=True)
-        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, socket.timeout, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise DownloadError(f"{url}: cannot connect ({reason})") from None
-    with resp:
-        if resp.status == 206:
-            total = _content_range_total(resp.headers.get("Content-Range"), have)
-            mode = "ab"
-        else:  # 200: the server ignored the Range header, start from byte 0
-            have, mode = 0, "wb"
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-        if expected_size is not None and total is not None and total != expected_size:
-            raise DownloadError(f"{url}: server reports {total} bytes, expected {expected_size}")
-        total = total if total is not None else expected_size
-        try:
-            with open(part, mode) as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
-                                             desc=dest.name, disable=not progress) as bar:
-                while chunk := resp.read(1 << 20):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-        except (OSError, socket.timeout, urllib.error.URLError) as e:
-            raise DownloadError(f"{url}: interrupted after {part.stat().st_size} bytes ({e}); "
-                                f"run again to resume from {part}") from None
-    got = part.stat().st_size
-    if total is not None and got != total:
-        raise DownloadError(f"{url}: got {got} bytes, expected {total}; run again to resume from {part}")
-    os.replace(part, dest)
-    return dest
-
-
 def offline_message(missing: dict[str, list[str]], folder: Path, errors: list[str]) -> str:
     lines = [f"could not download {len(missing)} model file(s) ({'; '.join(errors)})."
              f" Offline? Fetch them by hand into {folder}/ (or pass --model_dir DIR holding them):"]
@@ -168,7 +92,8 @@ def offline_message(missing: dict[str, list[str]], folder: Path, errors: list[st
 def fetch_model_files(size: str, init: str, folder: str | os.PathLike, model_dir: str | os.PathLike | None = None,
                       timeout: float = 30.0, progress: bool = True) -> Path:
     """The weights file for `size`/`init`: taken from `model_dir` when it holds it, else downloaded
-    (with resume) into `folder`. Raises DownloadError naming every file still missing."""
+    (verified, resumable; an existing file is re-checked) into `folder`. Raises DownloadError naming
+    every file still missing."""
     files = model_files(size, init)
     if model_dir is not None:
         local = Path(model_dir)
@@ -181,7 +106,8 @@ def fetch_model_files(size: str, init: str, folder: str | os.PathLike, model_dir
     for name, urls in files.items():
         for url in urls:
             try:
-                download(url, folder / name, timeout=timeout, progress=progress)
+                nbytes, sha256 = KNOWN_FILES.get(url, (None, None))
+                download(url, folder / name, size=nbytes, sha256=sha256, timeout=timeout, progress=progress)
                 break
             except DownloadError as e:
                 errors.append(str(e))

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
+from lsp_io.download import file_sha256
+
 EOS_TOKEN = "<|endoftext|>"
 EOS_ID = 50256  # GPT-2's <|endoftext|>, the turn separator of DialoGPT
 
@@ -29,14 +31,6 @@ GPT2_MERGES_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b77
 
 class TokenizerNotFound(FileNotFoundError):
     pass
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _from_package() -> tuple[Path, Path] | None:

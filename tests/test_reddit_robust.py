@@ -291,6 +291,15 @@ def test_download_resumes_with_range(tmp_path):
         server.shutdown()
 
 
+def test_reddit_extractor_does_not_import_the_model_package():
+    code = ('import sys, reddit_extractor.cli, reddit_extractor.download, reddit_extractor.extract, '
+            'reddit_extractor.conv, reddit_extractor.multiref, reddit_extractor.merge; '
+            'print(sorted(m for m in sys.modules if m.split(".")[0] in ("lsp_model", "lsp_data", "torch")))')
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, '-c', code], cwd=repo, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == '[]'
+
+
 def test_two_workers_months_merge_like_one(golden, tmp_path):
     """Cluster style: months processed by separate worker processes, then concatenated."""
     inp = tmp_path / 'in'
