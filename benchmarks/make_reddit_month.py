@@ -8,6 +8,7 @@ bodies of 1-80 words with punctuation, some URLs, quotes, [deleted], common
 short replies, non-ASCII, scores including 0 and negatives.  Seeded.
 """
 import argparse
+import calendar
 import io
 import json
 import os
@@ -77,6 +78,9 @@ def generate(n_comments, out_dir, month='2011-01', seed=0, per_sub=20):
     vocab = make_vocab(rng)
     os.makedirs(out_dir, exist_ok=True)
     n_subs = max(1, n_comments // per_sub)
+    # records spread over the month, in time order, as a whole pushshift month (its coverage is checked)
+    y, m = map(int, month.split('-'))
+    start, length = calendar.timegm((y, m, 1, 0, 0, 0)), calendar.monthrange(y, m)[1] * 86400
     # one compressor per stream: a ZstdCompressor cannot feed two streams at once
     rs = open(os.path.join(out_dir, 'RS_%s.zst' % month), 'wb')
     rc = open(os.path.join(out_dir, 'RC_%s.zst' % month), 'wb')
@@ -90,7 +94,7 @@ def generate(n_comments, out_dir, month='2011-01', seed=0, per_sub=20):
             k = n_comments - made if s == n_subs - 1 else min(int(rng.expovariate(1 / per_sub)), n_comments - made)
             sub = rng.choice(SUBREDDITS)
             ws.write((json.dumps({
-                'author': 'u%d' % rng.randint(1, 10 ** 6), 'created_utc': 1293840000 + s,
+                'author': 'u%d' % rng.randint(1, 10 ** 6), 'created_utc': start + s * length // n_subs,
                 'domain': 'self.' + sub, 'id': sid, 'num_comments': k, 'over_18': False,
                 'permalink': '/r/%s/comments/%s/title/' % (sub, sid), 'score': rng.randint(0, 5000),
                 'selftext': '', 'subreddit': sub, 'title': body(rng, vocab), 'url': ''}) + '\n').encode())
@@ -107,7 +111,7 @@ def generate(n_comments, out_dir, month='2011-01', seed=0, per_sub=20):
                 wc.write((json.dumps({
                     'author': 'u%d' % rng.randint(1, 10 ** 6), 'author_flair_css_class': None,
                     'author_flair_text': None, 'body': body(rng, vocab), 'controversiality': 0,
-                    'created_utc': str(1293840000 + made), 'distinguished': None, 'downs': 0,
+                    'created_utc': str(start + made * length // n_comments), 'distinguished': None, 'downs': 0,
                     'edited': False, 'gilded': 0, 'id': c, 'link_id': 't3_' + sid, 'name': 't1_' + c,
                     'parent_id': parent, 'retrieved_on': 1427426400, 'score': score,
                     'score_hidden': False, 'subreddit': sub, 'subreddit_id': 't5_2qh1i', 'ups': score}) + '\n').encode())

@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 
+from .checks import check_manifest, manifest_entry
 from .dumps import DumpError, find_dump
 from .keys import load_hashes, load_pairs
 from .normalise import Blocklist, read_list
@@ -67,6 +68,11 @@ def month_parser():
                    help='write .tsv.gz outputs directly (what the Makefile does)')
     g.add_argument('--base_url', default=os.environ.get('REDDIT_BASE_URL') or None,
                    help='mirror to download a missing dump from ($REDDIT_BASE_URL)')
+    g.add_argument('--manifest', help="extract: check each dump's size/sha256 against this file's "
+                   "'sha256  size  name' lines first (docs/reddit.md)")
+    g.add_argument('--accept_partial', type=boolean, nargs='?', const=True, default=False,
+                   help='extract: use a dump whose records do not cover the whole month '
+                   '(a warning instead of an error)')
     return p
 
 
@@ -75,16 +81,21 @@ def args_line(args):
 
 
 def dump_path(args, kind):
+    """The month's RS/RC dump: found in --reddit_input (checked against --manifest when given),
+    else downloaded from --base_url (verified against the manifest's size/sha256 when listed)."""
     path = find_dump(args.reddit_input, kind, args.dump_name)
     if path is not None:
+        if args.manifest:
+            check_manifest(args.manifest, path)
         return path
     name = '%s_%s.zst' % (kind, args.dump_name)
+    dest = os.path.join(args.reddit_input, name)
     if not args.base_url:
         raise DumpError('%s: dump not found (looked for %s_%s with .zst/.bz2/.xz/.gz/no extension). '
-                        'Download it (docs/reddit.md) or pass --base_url.'
-                        % (os.path.join(args.reddit_input, name), kind, args.dump_name))
+                        'Download it (docs/reddit.md) or pass --base_url.' % (dest, kind, args.dump_name))
+    size, sha256 = manifest_entry(args.manifest, dest) if args.manifest else (None, None)
     from .download import download, dump_url
-    return download(dump_url(args.base_url, name), os.path.join(args.reddit_input, name))
+    return download(dump_url(args.base_url, name), dest, size=size, sha256=sha256)
 
 
 def run_month(argv):
@@ -100,7 +111,8 @@ def run_month(argv):
         keys = load_pairs(args.keep_keys, 'dep') if use_keys else None
         extract_month(args.dump_name, dump_path(args, 'RS'), dump_path(args, 'RC'),
                       os.path.join(args.reddit_output, 'extract', args.dump_name), keys=keys,
-                      split_size=args.split_size, workers=args.workers, gz=args.gzip)
+                      split_size=args.split_size, workers=args.workers, gz=args.gzip,
+                      accept_partial=args.accept_partial)
     else:
         from .conv import Settings, conv_month
         settings = Settings(

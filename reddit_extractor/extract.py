@@ -10,6 +10,7 @@ With ``workers > 1`` blocks of comment lines are parsed in forked worker
 processes while the parent decompresses; results come back in order, so the output
 does not depend on the worker count.
 """
+import functools
 import multiprocessing
 import os
 import sys
@@ -17,6 +18,7 @@ from collections import Counter
 
 from tqdm import tqdm
 
+from .checks import Span, check_month, created
 from .dumps import DumpError, iter_line_batches, iter_line_blocks, split_lines
 from .outputs import AtomicFiles, remove_quietly, write_atomic
 from .records import BadRecord, comment_row, parse, submission_row
@@ -54,8 +56,8 @@ def _progress(path, desc):
     return bar
 
 
-def extract_submissions(path, split_size, errors, out, out_dir, gz, log):
-    """Write rs_sub chunks; return (list of sid sets per chunk, kept, seen)."""
+def extract_submissions(path, split_size, errors, span, out, out_dir, gz, log):
+    """Write rs_sub chunks; return (list of sid sets per chunk, kept, seen). ``span`` gets every record."""
     ext = '.tsv.gz' if gz else '.tsv'
     chunks, sids, rows = [], [], []
     n = m = 0
@@ -71,7 +73,9 @@ def extract_submissions(path, split_size, errors, out, out_dir, gz, log):
         for line in batch:
             n += 1
             try:
-                kept = submission_row(parse(line))
+                d = parse(line)
+                span.add(created(d))
+                kept = submission_row(d)
             except BadRecord as e:
                 errors.add(e.args[0], n)
                 continue
@@ -98,17 +102,19 @@ def _comment_block(task):
 
     Returns (n lines, {chunk: (its rows as one UTF-8 blob, number of rows,
     line of the last row, that line's flush period, rows of the block in that
-    period)}, error counts, first line per error).  Rows leave the worker already joined and
+    period)}, error counts, first line per error, Span state of its records).  Rows leave the worker already joined and
     encoded: one bytes object per chunk pickles and writes far faster than
     row by row, which kept the parent busy enough to serialise the workers.
     """
     start, block = task
     keys, sid_to_sub = _CONTEXT['keys'], _CONTEXT['sid_to_sub']
-    rows, count, first = {}, Counter(), {}
+    rows, count, first, span = {}, Counter(), {}, Span()
     lines = split_lines(block)
     for line_no, line in enumerate(lines, start + 1):
         try:
-            r = comment_row(parse(line), keys, sid_to_sub)
+            d = parse(line)
+            span.add(created(d))
+            r = comment_row(d, keys, sid_to_sub)
         except BadRecord as e:
             reason = e.args[0]
             count[reason] += 1
@@ -122,7 +128,7 @@ def _comment_block(task):
         p = last // FLUSH_EVERY
         in_p = sum(1 for line_no, _ in kept if line_no // FLUSH_EVERY == p)
         parts[sub] = ('\n'.join([row for _, row in kept]).encode('utf-8'), len(kept), last, p, in_p)
-    return len(lines), parts, count, first
+    return len(lines), parts, count, first, span.state()
 
 
 def _batches(path, bar, lines_done):
@@ -148,8 +154,8 @@ def _blocks(path, bar):
         raise DumpError('%s (%d complete lines read before)' % (e, n)) from None
 
 
-def extract_comments(path, chunks, keys, errors, out, out_dir, gz, workers, log):
-    """Write rc_sub chunks; return (kept, seen)."""
+def extract_comments(path, chunks, keys, errors, span, out, out_dir, gz, workers, log):
+    """Write rc_sub chunks; return (kept, seen). ``span`` gets every record."""
     ext = '.tsv.gz' if gz else '.tsv'
     sid_to_sub = {}
     for sub, sids in enumerate(chunks):
@@ -171,8 +177,9 @@ def extract_comments(path, chunks, keys, errors, out, out_dir, gz, workers, log)
         results = map(_comment_block, _blocks(path, bar))
     try:
         # The parent only decompresses, cuts blocks and writes blobs in input order.
-        for n_lines, parts, count, first in results:
+        for n_lines, parts, count, first, block_span in results:
             errors.merge(count, first)
+            span.merge(block_span)
             for sub, (data, k, last, p, in_p) in parts.items():
                 f = files[sub]
                 if last_line[sub]:
@@ -204,23 +211,34 @@ def extract_comments(path, chunks, keys, errors, out, out_dir, gz, workers, log)
 
 
 def extract_month(month, rs_path, rc_path, out_dir, keys=None, split_size=500000,
-                  workers=1, gz=False, log=None):
+                  workers=1, gz=False, log=None, accept_partial=False):
     """Run the extract step for one month; return (comments kept, seen, subs kept, seen).
 
     All files appear at once (temporary names, then renames) with stat.tsv
     last; on any error the month's outputs are removed and DumpError raised.
+    That includes a dump with no records, or one whose records do not cover
+    the month (see checks.py) unless ``accept_partial``.
     """
     log = log or sys.stdout
     os.makedirs(out_dir, exist_ok=True)
     stat_path = os.path.join(out_dir, 'stat.tsv')
     remove_quietly(stat_path)  # the make target: absent until the month is complete
     sub_errors, com_errors = Errors(), Errors()
-    with AtomicFiles() as out:
-        chunks, subs_kept, subs_seen = extract_submissions(
-            rs_path, split_size, sub_errors, out, out_dir, gz, log)
-        com_kept, com_seen = extract_comments(
-            rc_path, chunks, keys, com_errors, out, out_dir, gz, workers, log)
-        out.commit()
+    sub_span, com_span = Span(), Span()
+    warn = functools.partial(print, file=sys.stderr)
+    try:
+        with AtomicFiles() as out:
+            chunks, subs_kept, subs_seen = extract_submissions(
+                rs_path, split_size, sub_errors, sub_span, out, out_dir, gz, log)
+            check_month(rs_path, month, sub_span, subs_seen, accept_partial, warn)
+            com_kept, com_seen = extract_comments(
+                rc_path, chunks, keys, com_errors, com_span, out, out_dir, gz, workers, log)
+            check_month(rc_path, month, com_span, com_seen, accept_partial, warn)
+            out.commit()
+    except DumpError:  # an earlier run's chunks must not pass for this dump's
+        _remove_stale_chunks(out_dir, 0, '')
+        remove_quietly(os.path.join(out_dir, 'stat.errors.tsv'))
+        raise
     _remove_stale_chunks(out_dir, len(chunks), '.tsv.gz' if gz else '.tsv')
     rows = sub_errors.rows(month, 'RS') + com_errors.rows(month, 'RC')
     write_atomic(os.path.join(out_dir, 'stat.errors.tsv'), ''.join(r + '\n' for r in rows))
