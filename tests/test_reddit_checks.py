@@ -165,7 +165,9 @@ def test_make_fails_a_cut_month_and_checks_the_manifest(repo_dir, tmp_path):
 
     r = make()
     assert r.returncode != 0
-    assert ('error: %s: its records end at 2011-01-16' % rc_path) in r.stderr and 'ACCEPT_PARTIAL=1' in r.stderr
+    shown = [line for line in r.stderr.splitlines() if not line.startswith('make')]
+    assert shown[0].startswith('FAILED: %s (log: ' % target) and len(shown) == 2  # the error line, no noise
+    assert shown[1].startswith('error: %s: its records end at 2011-01-16' % rc_path) and 'ACCEPT_PARTIAL=1' in shown[1]
     assert not os.path.exists(target)
     r = make('ACCEPT_PARTIAL=1')
     assert r.returncode == 0, r.stderr
