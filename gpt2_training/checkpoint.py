@@ -10,6 +10,8 @@ resume state is tensors or plain Python types, so it reads back with weights_onl
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
 import re
 from pathlib import Path
@@ -18,7 +20,12 @@ import numpy as np
 import torch
 
 from lsp_io.atomic import atomic_file
-from lsp_model.checkpoint import run_checkpoint_path, save_original_pkl, save_pretrained
+from lsp_model.checkpoint import (CheckpointError, load_weights, read_state_dict, run_checkpoint_path,
+                                  save_original_pkl, save_pretrained)
+
+from .args import UsageError
+
+logger = logging.getLogger("LSP_train")
 
 STEP_RE = re.compile(r"GP2-pretrain-step-(\d+)\.resume\.pt$")
 
@@ -115,3 +122,48 @@ def load_resume_state(run_dir, step: int) -> dict:
     if not isinstance(st, dict) or st.get("format") != "dialogpt-resume-v1":
         raise ValueError(f"{path}: not a resume state written by gpt2_training")
     return st
+
+
+class Checkpointer:
+    """Owns everything about saving and resuming a run: weights, optimizer, loss scaler, loader
+    position, every RNG and the TrainState. `last` is the newest complete pair's .resume.pt."""
+
+    def __init__(self, run_dir, model, optimizer, scaler, loader, pkl_dtype, tokenizer=None,
+                 save_hf: bool = False, world_size: int = 1, is_main: bool = True):
+        self.run_dir, self.model, self.optimizer, self.scaler = Path(run_dir), model, optimizer, scaler
+        self.loader, self.pkl_dtype, self.tokenizer, self.save_hf = loader, pkl_dtype, tokenizer, save_hf
+        self.world_size, self.is_main = world_size, is_main
+        self.last: Path | None = None
+
+    @contextlib.contextmanager
+    def save(self, state):
+        """Write the .pkl, run the body (the eval, as the original), then the .resume.pt that
+        completes the pair. An exception in the body leaves the pair incomplete (ignored)."""
+        loader_state = self.loader.state_dict() if hasattr(self.loader, "state_dict") else None
+        save_weights(self.run_dir, state.global_step, self.model, self.pkl_dtype, self.tokenizer, self.save_hf)
+        yield
+        self.last = save_resume(self.run_dir, state.global_step, self.model, self.optimizer, self.scaler,
+                                state.state_dict() | {"world_size": self.world_size}, loader_state, self.pkl_dtype)
+
+    def restore(self, resume: dict, state) -> None:
+        """Exact resume from `load_resume_state`'s dict: weights (the fp32 copy if the .pkl is
+        fp16), counters and running sums, optimizer, scaler, loader position, and last every RNG
+        (building the model consumed some)."""
+        step = resume["global_step"]
+        try:
+            load_weights(self.model, resume.get("model") or read_state_dict(pkl_path(self.run_dir, step)),
+                         source=str(self.run_dir))
+        except CheckpointError as e:
+            raise UsageError(f"--resume_from_checkpoint: {str(e).splitlines()[0]}") from None
+        c = resume["counters"]
+        state.load_state_dict(c)
+        self.optimizer.load_state_dict(resume["optimizer"])
+        if self.scaler is not None and resume["scaler"] is not None:
+            self.scaler.load_state_dict(resume["scaler"])
+        if resume["loader"] is not None and hasattr(self.loader, "load_state_dict"):
+            self.loader.load_state_dict(resume["loader"])
+        if c.get("world_size", 1) != self.world_size and self.is_main:
+            logger.warning("resuming a %d-process run on %d processes: data order differs",
+                           c.get("world_size", 1), self.world_size)
+        set_rng_state(resume["rng"])
+        self.last = resume_path(self.run_dir, step)
