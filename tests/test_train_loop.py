@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,7 @@ def _ddp_worker(rank, port, tmp, micro_batches):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    warnings.filterwarnings("error", message=".*broadcast_buffers.*")  # deprecated in torch 2.13
     args = tiny_args(Path(tmp), train_batch_size=4, gradient_accumulation_steps=1, num_optim_steps=3,
                      valid_step=3, lr_schedule="None", device="cpu")
     loop.train(args, ListLoader([micro_batches[rank]]))
