@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from lsp_model.checkpoint import (CheckpointError, load_weights, read_state_dict
                                   save_original_pkl, save_pretrained)
 
 from .args import UsageError
+from .failures import CheckpointWriteError, held_signals, writing
 
 logger = logging.getLogger("LSP_train")
 
@@ -32,6 +34,10 @@ STEP_RE = re.compile(r"GP2-pretrain-step-(\d+)\.resume\.pt$")
 
 def pkl_path(run_dir, step: int) -> Path:
     return run_checkpoint_path(run_dir, step)
+
+
+def hf_path(run_dir, step: int) -> Path:
+    return Path(run_dir) / f"GP2-pretrain-step-{step}-hf"
 
 
 def resume_path(run_dir, step: int) -> Path:
@@ -55,15 +61,6 @@ def set_rng_state(st: dict) -> None:
     torch.set_rng_state(st["torch"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def save_weights(run_dir, step: int, model, pkl_dtype=None, tokenizer=None, save_hf: bool = False) -> Path:
-    """The original's GP2-pretrain-step-N.pkl (fp16 when training in fp16, as the original), and a
-    transformers dir next to it with --save_hf."""
-    pkl = save_original_pkl(model, pkl_path(run_dir, step), dtype=pkl_dtype)
-    if save_hf:
-        save_pretrained(model, Path(run_dir) / f"GP2-pretrain-step-{step}-hf", tokenizer=tokenizer)
-    return pkl
 
 
 def save_resume(run_dir, step: int, model, optimizer, scaler, counters: dict, loader_state,
@@ -139,11 +136,27 @@ class Checkpointer:
     def save(self, state):
         """Write the .pkl, run the body (the eval, as the original), then the .resume.pt that
         completes the pair. An exception in the body leaves the pair incomplete (ignored)."""
+        step, last = state.global_step, self.last
         loader_state = self.loader.state_dict() if hasattr(self.loader, "state_dict") else None
-        save_weights(self.run_dir, state.global_step, self.model, self.pkl_dtype, self.tokenizer, self.save_hf)
-        yield
-        self.last = save_resume(self.run_dir, state.global_step, self.model, self.optimizer, self.scaler,
-                                state.state_dict() | {"world_size": self.world_size}, loader_state, self.pkl_dtype)
+        with held_signals(), writing(pkl_path(self.run_dir, step), last):
+            save_original_pkl(self.model, pkl_path(self.run_dir, step), dtype=self.pkl_dtype)
+        try:
+            if self.save_hf:  # a transformers dir next to the .pkl
+                with held_signals(), writing(hf_path(self.run_dir, step), last):
+                    save_pretrained(self.model, hf_path(self.run_dir, step), tokenizer=self.tokenizer)
+            yield
+            with held_signals(), writing(resume_path(self.run_dir, step), last):
+                self.last = save_resume(self.run_dir, step, self.model, self.optimizer, self.scaler,
+                                        state.state_dict() | {"world_size": self.world_size}, loader_state,
+                                        self.pkl_dtype)
+        except CheckpointWriteError:  # drop the half pair: frees the space, `last` stays the newest
+            pkl_path(self.run_dir, step).unlink(missing_ok=True)
+            shutil.rmtree(hf_path(self.run_dir, step), ignore_errors=True)
+            raise
+
+    @property
+    def last_step(self) -> int | None:
+        return int(STEP_RE.search(self.last.name).group(1)) if self.last is not None else None
 
     def restore(self, resume: dict, state) -> None:
         """Exact resume from `load_resume_state`'s dict: weights (the fp32 copy if the .pkl is

@@ -5,6 +5,8 @@ backward (gradients sum over micro-batches, and over ranks through the DDP sum h
 `gradient_accumulation_steps` micro-batches: set_lr(global_step), one optimizer update,
 global_step += 1, a train_log row; every `valid_step` updates: save, eval, eval_log row.
 Running stats stay on the device; the only host sync is one small vector per update.
+The run folder (exclusive, locked, self-describing) is rundir.py's; how a run stops (one line,
+an exit status, the checkpoint to resume from) is failures.py's.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +30,10 @@ from lsp_model.tokenizer import load_tokenizer, tokenizer_identity
 
 from . import checkpoint as ckpt
 from . import distributed as dist_utils
+from . import rundir
 from .args import UsageError, resolved_config
 from .eval import eval_model_loss
+from .failures import Interrupted, TrainingDiverged, stop_on_signals
 from .logs import RunLog
 from .loss import LMLoss
 from .optim import LossScaler, build_optimizer, optimizer_step
@@ -38,14 +43,6 @@ from .state import TrainState
 logger = logging.getLogger("LSP_train")
 
 CACHE_EMPTY_STEP = 10000
-
-
-class TrainingDiverged(RuntimeError):
-    """A non-finite loss in fp32/bf16: the run stops, the last saved checkpoint stays the good one."""
-
-
-def run_dir_name(lr: float, micro_batch: int, n_gpu: int, timestamp: str) -> str:
-    return f"GPT2.{lr}.{micro_batch}.{n_gpu}gpu.{timestamp}"
 
 
 @dataclass
@@ -78,11 +75,16 @@ def train(args, train_loader=None, eval_loader=None) -> dict:
     """Run LSP_train with parsed `args`. Loaders can be injected (tests, custom data); by default
     they come from lsp_data. Returns a summary (run_dir, global_step, last losses)."""
     d = dist_utils.setup(args.local_rank, args.device)
+    run = None
     try:
-        with contextlib.ExitStack() as stack:
+        with stop_on_signals(), contextlib.ExitStack() as stack:  # stack: lock, logs, cleanup
             run = open_run(args, d, train_loader, eval_loader, stack)
             train_loop(run)
         return run.summary()
+    except Interrupted as e:
+        if run is not None:
+            e.describe(run.state.global_step, run.ckpt.last_step, run.ckpt.run_dir)
+        raise
     finally:
         dist_utils.cleanup()
 
@@ -93,7 +95,7 @@ def train_loop(run: Run) -> None:
     a, st = run.args, run.state
     run.model.train()
     while st.global_step < a.num_optim_steps:
-        for batch in run.train_loader:
+        for batch in batches(run):
             micro_step(run, batch)
             if st.step % a.gradient_accumulation_steps:
                 continue
@@ -106,6 +108,23 @@ def train_loop(run: Run) -> None:
             raise UsageError(f"--train_input_file {a.train_input_file}: no training batch in a whole epoch "
                              f"(fewer than {run.micro_batch} features of length <= {a.max_seq_length}?)")
         st.end_epoch()
+
+
+def batches(run: Run):
+    """The train loader's batches; a DB chunk lsp_data refuses stops the run with one line."""
+    from lsp_data.db import DBError
+    it = iter(run.train_loader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except DBError as e:
+            last = run.ckpt.last or "none saved yet"
+            raise UsageError(f"{str(e).splitlines()[0]} (met after update {run.state.global_step}); the last good "
+                             f"checkpoint is {last}: rebuild the DB with prepro.py, then resume with "
+                             f"--resume_from_checkpoint last") from None
+        yield batch
 
 
 def micro_step(run: Run, batch) -> None:
@@ -176,7 +195,7 @@ def open_run(args, d, train_loader, eval_loader, stack: contextlib.ExitStack) ->
     if train_loader is None:
         train_loader, made_eval = make_loaders(args, d, micro_batch, tokenizer)
         eval_loader = eval_loader or made_eval
-    run_dir, resume = find_run(args, d, micro_batch)
+    run_dir, resume = open_run_dir(args, d, micro_batch, config, tokenizer, stack)
     raw_model, model = build_models(args, d, config)
     optimizer = build_optimizer(raw_model, args.optim, args.learning_rate, fp16, d.device)
     scaler = LossScaler(args.loss_scale) if fp16 else None
@@ -186,6 +205,8 @@ def open_run(args, d, train_loader, eval_loader, stack: contextlib.ExitStack) ->
                                      d.is_main)
     if resume is not None:
         checkpointer.restore(resume, state)
+        if d.is_main and not (run_dir / "config.json").is_file():  # a run folder of an older version
+            rundir.describe(run_dir, config, tokenizer)
     log_dir = Path(args.log_dir) if args.log_dir else run_dir
     if d.is_main:
         write_run_config(args, run_dir, micro_batch, d, fp16, raw_model)
@@ -249,17 +270,38 @@ def make_loaders(args, d, micro_batch, tokenizer):
     return train_loader, eval_loader
 
 
-def find_run(args, d, micro_batch):
-    """(run folder, resume state or None): the resumed run's folder, or a new timestamped name."""
+def open_run_dir(args, d, micro_batch, config, tokenizer, stack: contextlib.ExitStack):
+    """(run folder, resume state or None). The main process holds the folder's lock until the
+    end; a new folder is created exclusively, describes itself (config.json, tokenizer) and is
+    removed again if the run fails before its first complete checkpoint."""
     if args.resume_from_checkpoint:
         try:
             run_dir, step = ckpt.find_resume(args.resume_from_checkpoint, args.output_dir)
+            if d.is_main:
+                stack.enter_context(rundir.run_lock(run_dir))
+                rundir.check_resume_fits(run_dir, config, tokenizer, args.model_name_or_path)
+                rundir.remove_leftovers(run_dir)
             return run_dir, ckpt.load_resume_state(run_dir, step)
         except (FileNotFoundError, ValueError) as e:
+            if isinstance(e, UsageError):
+                raise
             raise UsageError(f"--resume_from_checkpoint: {e}") from None
     n_gpu = d.world_size if d.enabled else torch.cuda.device_count()
-    stamp = dist_utils.broadcast_object(time.strftime("%Y-%m-%d%H%M%S"), d)
-    return Path(args.output_dir) / run_dir_name(args.learning_rate, micro_batch, n_gpu, stamp), None
+    name = rundir.run_dir_name(args.learning_rate, micro_batch, n_gpu, time.strftime("%Y-%m-%d%H%M%S"))
+    run_dir = str(rundir.create_run_dir(args.output_dir, name)) if d.is_main else None
+    run_dir = Path(dist_utils.broadcast_object(run_dir, d))
+    if d.is_main:
+        stack.enter_context(rundir.run_lock(run_dir))
+        stack.push(lambda exc_type, *_: _remove_unfinished(run_dir, exc_type))
+        rundir.describe(run_dir, config, tokenizer)
+    return run_dir, None
+
+
+def _remove_unfinished(run_dir: Path, exc_type) -> bool:
+    """A new run that fails before its first complete checkpoint leaves no folder behind."""
+    if exc_type is not None and not ckpt.complete_steps(run_dir):
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return False
 
 
 def build_models(args, d, config):
