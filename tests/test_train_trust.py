@@ -205,41 +205,55 @@ LSP_train.main({argv!r})
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_stops_with_one_line_and_resumes_exactly(sig, tmp_path, repo_dir, capsys, monkeypatch):
-    mdir = model_dir(tmp_path, "m")
-    argv = [str(x) for x in argv_of(tmp_path, mdir, "--num_optim_steps", 40)]
+def test_sigterm_in_a_real_process_stops_with_one_line(tmp_path, repo_dir):
+    argv = [str(x) for x in argv_of(tmp_path, model_dir(tmp_path, "m"), "--num_optim_steps", 40)]
     script = SIGNAL_SCRIPT.format(repo=str(repo_dir), tests=str(TESTS), argv=argv)
     p = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while not list((tmp_path / "out").glob("*/GP2-pretrain-step-2.resume.pt")) and time.time() < deadline:
         time.sleep(0.2)
-    p.send_signal(sig)
+    p.send_signal(signal.SIGTERM)  # what torchrun, kill and job schedulers send
     err = p.communicate(timeout=120)[1].strip().splitlines()
-    assert p.returncode == 128 + sig, err[-5:]
+    assert p.returncode == 143, err[-5:]
     run = next((tmp_path / "out").iterdir())
     assert "Traceback" not in "\n".join(err)
     assert err[-1].startswith("LSP_train.py: error: interrupted at update ")
     assert err[-1].endswith(f"; the last checkpoint is step 2 in {run}; resume with --resume_from_checkpoint last")
     assert not (run / rundir.LOCK).exists()
-    # the resumed run equals an uninterrupted one, row for row
-    code, _ = cli(argv_of(tmp_path, mdir, "--num_optim_steps", 6, "--resume_from_checkpoint", "last"), capsys,
-                  monkeypatch, ListLoader(batches()))
+
+
+class SignalAt(ListLoader):
+    """Sends `sig` to this process when batch `at` of the first epoch is taken."""
+
+    def __init__(self, batches, sig, at):
+        super().__init__(batches)
+        self.sig, self.at = sig, at
+
+    def __iter__(self):
+        for b in super().__iter__():
+            if self.epoch == 0 and self.offset == self.at:
+                os.kill(os.getpid(), self.sig)
+            yield b
+
+
+def test_ctrl_c_mid_training_then_resume_equals_a_straight_run(tmp_path, capsys, monkeypatch):
+    mdir = model_dir(tmp_path, "m")
+    # micro-batches 1-4 = updates 1-2 and the step-2 checkpoint; Ctrl-C when the 6th is taken
+    code, err = cli(argv_of(tmp_path, mdir), capsys, monkeypatch, SignalAt(batches(8), signal.SIGINT, 6))
+    run = next((tmp_path / "out").iterdir())
+    assert code == 130 and err[-1] == (f"LSP_train.py: error: interrupted at update 2; the last checkpoint is "
+                                       f"step 2 in {run}; resume with --resume_from_checkpoint last")
+    code, _ = cli(argv_of(tmp_path, mdir, "--resume_from_checkpoint", "last"), capsys, monkeypatch,
+                  ListLoader(batches(8)))
     straight = loop.train(tiny_args(tmp_path / "s", num_optim_steps=6, valid_step=2, model_name_or_path=mdir,
-                                    warmup_steps=4), ListLoader(batches()))
+                                    warmup_steps=4), ListLoader(batches(8)))
     rows = [[r[:-1] for r in read_log(Path(d) / "train_log.txt")] for d in (run, straight["run_dir"])]
     assert code == 0 and rows[0] == rows[1] and len(rows[0]) == 7
 
 
 def test_interrupt_before_the_first_checkpoint_leaves_no_folder(tmp_path, capsys, monkeypatch):
-    class InterruptAt3(ListLoader):
-        def __iter__(self):
-            for b in super().__iter__():
-                if self.offset == 3:
-                    os.kill(os.getpid(), signal.SIGINT)
-                yield b
     code, err = cli(argv_of(tmp_path, model_dir(tmp_path, "m"), "--valid_step", 5), capsys, monkeypatch,
-                    InterruptAt3(batches()))
+                    SignalAt(batches(), signal.SIGINT, 3))
     assert code == 130 and err[-1] == ("LSP_train.py: error: interrupted at update 1, before the first checkpoint; "
                                        "nothing to resume (the empty run folder is removed)")
     assert list((tmp_path / "out").iterdir()) == []
