@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lsp_io.atomic import atomic_file
-from lsp_model.checkpoint import (CheckpointError, load_weights, read_state_dict, run_checkpoint_path,
+from lsp_model.checkpoint import (CKPT_RE, CheckpointError, load_weights, read_state_dict, run_checkpoint_path,
                                   save_original_pkl, save_pretrained)
 
 from .args import UsageError
@@ -101,7 +101,7 @@ def find_resume(spec: str, output_dir: str | None) -> tuple[Path, int]:
         if not steps:
             raise FileNotFoundError(f"{p}: no complete checkpoint (.pkl + .resume.pt)")
         return p, steps[0]
-    m = re.search(r"GP2-pretrain-step-(\d+)\.(pkl|resume\.pt)$", p.name)
+    m = STEP_RE.search(p.name) or CKPT_RE.search(p.name)
     if not m:
         raise FileNotFoundError(f"{p}: not a GP2-pretrain-step-N.pkl/.resume.pt or a run folder")
     step = int(m.group(1))
