@@ -79,10 +79,10 @@ def wrap_ddp(model: torch.nn.Module, d: Dist) -> torch.nn.Module:
     from torch.nn.parallel import DistributedDataParallel as DDP
     # No buffer broadcast before each forward (the model's buffers never change). torch 2.13
     # renamed the flag and warns on the old one.
-    no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
+    buffers = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
                else {"broadcast_buffers": False})
     ddp = DDP(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None,
-              gradient_as_bucket_view=True, **no_sync)
+              gradient_as_bucket_view=True, **buffers)
     ddp.register_comm_hook(None, _sum_hook)
     return ddp
 
