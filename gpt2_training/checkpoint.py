@@ -10,21 +10,34 @@ resume state is tensors or plain Python types, so it reads back with weights_onl
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lsp_io.atomic import atomic_file
-from lsp_model.checkpoint import run_checkpoint_path, save_original_pkl, save_pretrained
+from lsp_model.checkpoint import (CKPT_RE, CheckpointError, load_weights, read_state_dict, run_checkpoint_path,
+                                  save_original_pkl, save_pretrained)
+
+from .args import UsageError
+from .failures import CheckpointWriteError, held_signals, writing
+
+logger = logging.getLogger("LSP_train")
 
 STEP_RE = re.compile(r"GP2-pretrain-step-(\d+)\.resume\.pt$")
 
 
 def pkl_path(run_dir, step: int) -> Path:
     return run_checkpoint_path(run_dir, step)
+
+
+def hf_path(run_dir, step: int) -> Path:
+    return Path(run_dir) / f"GP2-pretrain-step-{step}-hf"
 
 
 def resume_path(run_dir, step: int) -> Path:
@@ -48,15 +61,6 @@ def set_rng_state(st: dict) -> None:
     torch.set_rng_state(st["torch"])
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def save_weights(run_dir, step: int, model, pkl_dtype=None, tokenizer=None, save_hf: bool = False) -> Path:
-    """The original's GP2-pretrain-step-N.pkl (fp16 when training in fp16, as the original), and a
-    transformers dir next to it with --save_hf."""
-    pkl = save_original_pkl(model, pkl_path(run_dir, step), dtype=pkl_dtype)
-    if save_hf:
-        save_pretrained(model, Path(run_dir) / f"GP2-pretrain-step-{step}-hf", tokenizer=tokenizer)
-    return pkl
 
 
 def save_resume(run_dir, step: int, model, optimizer, scaler, counters: dict, loader_state,
@@ -97,7 +101,7 @@ def find_resume(spec: str, output_dir: str | None) -> tuple[Path, int]:
         if not steps:
             raise FileNotFoundError(f"{p}: no complete checkpoint (.pkl + .resume.pt)")
         return p, steps[0]
-    m = re.search(r"GP2-pretrain-step-(\d+)\.(pkl|resume\.pt)$", p.name)
+    m = STEP_RE.search(p.name) or CKPT_RE.search(p.name)
     if not m:
         raise FileNotFoundError(f"{p}: not a GP2-pretrain-step-N.pkl/.resume.pt or a run folder")
     step = int(m.group(1))
@@ -115,3 +119,64 @@ def load_resume_state(run_dir, step: int) -> dict:
     if not isinstance(st, dict) or st.get("format") != "dialogpt-resume-v1":
         raise ValueError(f"{path}: not a resume state written by gpt2_training")
     return st
+
+
+class Checkpointer:
+    """Owns everything about saving and resuming a run: weights, optimizer, loss scaler, loader
+    position, every RNG and the TrainState. `last` is the newest complete pair's .resume.pt."""
+
+    def __init__(self, run_dir, model, optimizer, scaler, loader, pkl_dtype, tokenizer=None,
+                 save_hf: bool = False, world_size: int = 1, is_main: bool = True):
+        self.run_dir, self.model, self.optimizer, self.scaler = Path(run_dir), model, optimizer, scaler
+        self.loader, self.pkl_dtype, self.tokenizer, self.save_hf = loader, pkl_dtype, tokenizer, save_hf
+        self.world_size, self.is_main = world_size, is_main
+        self.last: Path | None = None
+
+    @contextlib.contextmanager
+    def save(self, state):
+        """Write the .pkl, run the body (the eval, as the original), then the .resume.pt that
+        completes the pair. An exception in the body leaves the pair incomplete (ignored)."""
+        step, last = state.global_step, self.last
+        loader_state = self.loader.state_dict() if hasattr(self.loader, "state_dict") else None
+        with held_signals(), writing(pkl_path(self.run_dir, step), last):
+            save_original_pkl(self.model, pkl_path(self.run_dir, step), dtype=self.pkl_dtype)
+        try:
+            if self.save_hf:  # a transformers dir next to the .pkl
+                with held_signals(), writing(hf_path(self.run_dir, step), last):
+                    save_pretrained(self.model, hf_path(self.run_dir, step), tokenizer=self.tokenizer)
+            yield
+            with held_signals(), writing(resume_path(self.run_dir, step), last):
+                self.last = save_resume(self.run_dir, step, self.model, self.optimizer, self.scaler,
+                                        state.state_dict() | {"world_size": self.world_size}, loader_state,
+                                        self.pkl_dtype)
+        except CheckpointWriteError:  # drop the half pair: frees the space, `last` stays the newest
+            pkl_path(self.run_dir, step).unlink(missing_ok=True)
+            shutil.rmtree(hf_path(self.run_dir, step), ignore_errors=True)
+            raise
+
+    @property
+    def last_step(self) -> int | None:
+        return int(STEP_RE.search(self.last.name).group(1)) if self.last is not None else None
+
+    def restore(self, resume: dict, state) -> None:
+        """Exact resume from `load_resume_state`'s dict: weights (the fp32 copy if the .pkl is
+        fp16), counters and running sums, optimizer, scaler, loader position, and last every RNG
+        (building the model consumed some)."""
+        step = resume["global_step"]
+        try:
+            load_weights(self.model, resume.get("model") or read_state_dict(pkl_path(self.run_dir, step)),
+                         source=str(self.run_dir))
+        except CheckpointError as e:
+            raise UsageError(f"--resume_from_checkpoint: {str(e).splitlines()[0]}") from None
+        c = resume["counters"]
+        state.load_state_dict(c)
+        self.optimizer.load_state_dict(resume["optimizer"])
+        if self.scaler is not None and resume["scaler"] is not None:
+            self.scaler.load_state_dict(resume["scaler"])
+        if resume["loader"] is not None and hasattr(self.loader, "load_state_dict"):
+            self.loader.load_state_dict(resume["loader"])
+        if c.get("world_size", 1) != self.world_size and self.is_main:
+            logger.warning("resuming a %d-process run on %d processes: data order differs",
+                           c.get("world_size", 1), self.world_size)
+        set_rng_state(resume["rng"])
+        self.last = resume_path(self.run_dir, step)

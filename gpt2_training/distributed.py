@@ -7,6 +7,7 @@ of DDP's default average. Same code on GPUs (nccl) and CPU (gloo).
 """
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -76,8 +77,12 @@ def _sum_hook(_state, bucket):
 def wrap_ddp(model: torch.nn.Module, d: Dist) -> torch.nn.Module:
     """DDP whose gradient all-reduce SUMS over ranks (the original's rescale_denom=1)."""
     from torch.nn.parallel import DistributedDataParallel as DDP
+    # No buffer broadcast before each forward (the model's buffers never change). torch 2.13
+    # renamed the flag and warns on the old one.
+    buffers = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
+               else {"broadcast_buffers": False})
     ddp = DDP(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None,
-              broadcast_buffers=False, gradient_as_bucket_view=True)
+              gradient_as_bucket_view=True, **buffers)
     ddp.register_comm_hook(None, _sum_hook)
     return ddp
 

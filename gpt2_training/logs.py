@@ -1,4 +1,4 @@
-"""train_log.txt / eval_log.txt exactly as the original wrote them, plus the tqdm bar.
+"""train_log.txt / eval_log.txt exactly as the original wrote them, the tqdm bar and tensorboard.
 
 Row convention (kept for plotting scripts): a row written after update k, in 0-based epoch e,
 after s micro-steps shows `e+1, k+1, s+1` (the original's off-by-one: the first row says
@@ -6,6 +6,7 @@ global_step 2). fp16 runs append two columns, loss_scale and n_skipped (overflow
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from lsp_io.atomic import atomic_file
@@ -13,6 +14,8 @@ from lsp_io.atomic import atomic_file
 TRAIN_HEADER = "epoch,global_step,step,mean_loss,mean_ppl,n_token_real,n_token_total,epoch_time"
 EVAL_HEADER = "epoch,global_step,step,eval_loss,eval_ppl"
 FP16_EXTRA = ",loss_scale,n_skipped"
+
+logger = logging.getLogger("LSP_train")
 
 
 def truncate_after(path: Path, global_step: int) -> None:
@@ -61,5 +64,57 @@ def make_pbar(total: int, initial: int, enabled: bool):
 
 
 def pbar_postfix(n_real_all, epoch_time, mean_ppl, mean_loss, lr, epoch) -> str:
-    toks = int(n_real_all // max(epoch_time, 1e-9) // 1000)
-    return f"tok/s: {toks}k ppl: {mean_ppl:.2f} loss: {mean_loss:.3f} lr: {lr:.3g} epoch: {epoch}"
+    rate = n_real_all / max(epoch_time, 1e-9)  # below 1k tok/s (CPU) the original's "0k" said nothing
+    toks = f"{int(rate // 1000)}k" if rate >= 1000 else f"{rate:.0f}"
+    return f"tok/s: {toks} ppl: {mean_ppl:.2f} loss: {mean_loss:.3f} lr: {lr:.3g} epoch: {epoch}"
+
+
+class RunLog:
+    """Everything a run reports: train_log/eval_log rows, the progress bar, tensorboard and the
+    fp16 overflow message. Writes on the main process only (`enabled`); a no-op elsewhere."""
+
+    def __init__(self, log_dir, fp16: bool, resume_step: int | None, total: int, initial: int,
+                 enabled: bool, pbar: bool, tensorboard: bool):
+        self.train_f = self.eval_f = self.tb = None
+        self.pbar = make_pbar(total, initial, enabled and pbar)
+        if not enabled:
+            return
+        self.train_f, self.eval_f = open_logs(log_dir, fp16, resume_step)
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(Path(log_dir) / "tensorboard"))
+            except ImportError:
+                logger.warning("--tensorboard: tensorboard is not installed (pip install dialogpt[tensorboard]); "
+                               "skipped")
+
+    def update(self, state, s: dict, lr: float, scaler=None, ok: bool = True) -> None:
+        """After update `state.global_step`: `s` = TrainState.finish_update's values."""
+        if self.train_f is None:
+            return
+        self.pbar.update(1)
+        self.pbar.set_postfix_str(pbar_postfix(s["n_token_real"], s["epoch_time"], s["mean_ppl"], s["mean_loss"],
+                                               lr, state.epoch), refresh=False)
+        print(train_row(state.epoch, state.global_step, state.step, s["mean_loss"], s["mean_ppl"],
+                        s["n_token_real"], s["n_token_total"], s["epoch_time"], scaler), file=self.train_f)
+        if scaler is not None and not ok:
+            logger.info("fp16 overflow at update %d: step skipped, loss scale -> %g", state.global_step,
+                        scaler.cur_scale)
+        self.scalars("train", state.global_step, loss=s["mean_loss"], ppl=s["mean_ppl"], lr=lr)
+
+    def eval(self, state, eval_loss: float, eval_ppl: float) -> None:
+        if self.eval_f is None:
+            return
+        print(eval_row(state.epoch, state.global_step, state.step, eval_loss, eval_ppl), file=self.eval_f)
+        self.scalars("eval", state.global_step, loss=eval_loss)
+
+    def scalars(self, prefix: str, step: int, **values) -> None:
+        if self.tb is not None:
+            for k, v in values.items():
+                self.tb.add_scalar(f"{prefix}/{k}", v, step)
+
+    def close(self) -> None:
+        self.pbar.close()
+        for f in (self.train_f, self.eval_f, self.tb):
+            if f is not None:
+                f.close()

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import torch
 import gpt2_training.loop as loop
 from gpt2_training.args import UsageError, parse_args
 from gpt2_training.optim import LossScaler
+from lsp_data.prepro import build_db
 from lsp_model.checkpoint import read_state_dict
 from train_helpers import ListLoader, read_log, synthetic_batches, tiny_args
 
@@ -154,6 +156,7 @@ def _ddp_worker(rank, port, tmp, micro_batches):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    warnings.filterwarnings("error", message=".*broadcast_buffers.*")  # deprecated in torch 2.13
     args = tiny_args(Path(tmp), train_batch_size=4, gradient_accumulation_steps=1, num_optim_steps=3,
                      valid_step=3, lr_schedule="None", device="cpu")
     loop.train(args, ListLoader([micro_batches[rank]]))
@@ -202,11 +205,19 @@ def _base(tmp_path):
     (model_dir / "config.json").write_text(json.dumps({"n_layer": 1, "n_embd": 16, "n_head": 2, "n_ctx": 64,
                                                        "n_positions": 64, "vocab_size": 50257}))
     db = tmp_path / "train.64len.db"
-    db.mkdir(exist_ok=True)
+    if not db.is_dir():  # a real DB (GPT-2 BPE, like the model folder), so lsp_data's checks apply
+        tsv = tmp_path / "train.tsv"
+        tsv.write_text("0.0 hello there\t1.0 hi how are you\n" * 8)
+        build_db(tsv, db, max_seq_len=64, progress=False)
     ev = tmp_path / "eval.tsv"
     ev.write_text("hello there\thi\n")
     return ["--model_name_or_path", model_dir, "--train_input_file", db, "--eval_input_file", ev,
             "--output_dir", tmp_path / "out", "--fp16", "false", "--max_seq_length", "64", "--pbar", "false"]
+
+
+def _set_meta(db: Path, **kw):
+    meta = json.loads((db / "meta.json").read_text())
+    (db / "meta.json").write_text(json.dumps(meta | kw))
 
 
 def test_cli_missing_eval_file(tmp_path, capsys):
@@ -216,15 +227,14 @@ def test_cli_missing_eval_file(tmp_path, capsys):
 
 def test_cli_db_of_other_max_seq_len(tmp_path, capsys):
     argv = _base(tmp_path)
-    (tmp_path / "train.64len.db" / "meta.json").write_text(json.dumps({"max_seq_len": 128}))
+    _set_meta(tmp_path / "train.64len.db", max_seq_len=128)
     msg = _main_error(argv, capsys)
-    assert "meta.json" in msg and "128" in msg and "64" in msg
+    assert "train.64len.db" in msg and "128" in msg and "64" in msg
 
 
 def test_cli_db_of_other_tokenizer(tmp_path, capsys):
     argv = _base(tmp_path)
-    (tmp_path / "train.64len.db" / "meta.json").write_text(json.dumps({"max_seq_len": 64,
-                                                                       "tokenizer_sha256": "0" * 64}))
+    _set_meta(tmp_path / "train.64len.db", tokenizer_identity="0" * 64)
     assert "another tokenizer" in _main_error(argv, capsys)
 
 
