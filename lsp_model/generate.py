@@ -144,9 +144,9 @@ def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _forward(model, ids, mask, pos, cache):
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
                 use_cache=True, logits_to_keep=1)
-    return out.logits[:, -1].float(), out.past_key_values
+    return out.logits[:, -1].float(), out.cache
 
 
 def _prefill(model, contexts, pad_id, expand, device):
