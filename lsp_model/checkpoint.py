@@ -208,10 +208,6 @@ def load_model(path: str | os.PathLike, config: str | os.PathLike | GPT2Config |
 # ---------------------------------------------------------------------------------------------
 # writing
 
-GENERATION_DEFAULTS = dict(bos_token_id=50256, eos_token_id=50256, pad_token_id=50256,
-                           do_sample=True, top_k=0, top_p=0.9, temperature=0.7,
-                           no_repeat_ngram_size=3, max_new_tokens=64)
-
 MODEL_CARD = """---
 license: mit
 tags:
@@ -244,6 +240,17 @@ for step in range(5):
 ```
 
 With this toolkit: `python interact.py --model {name}` or `python decode.py --model {name} ...`.
+
+### Decoding settings in generation_config.json
+
+`generation_config.json` holds the toolkit's chat preset ({preset}): {settings}. So
+`model.generate(ids)` samples as `interact.py` does, and never returns an empty reply
+(`min_new_tokens` 1: the end-of-text token is banned as the first token).
+
+`model.generate(ids, do_sample=False)` and `pipeline(..., do_sample=False)` are greedy but still
+apply `no_repeat_ngram_size` {no_repeat} from this file, over the context and the reply alike. The
+toolkit's greedy (`decode.py --preset greedy`) bans no n-gram, so the two can differ; pass
+`no_repeat_ngram_size=0` to get the toolkit's greedy reply.
 """
 
 
@@ -253,17 +260,23 @@ def save_pretrained(model: GPT2LMHeadModel, out_dir: str | os.PathLike, tokenize
     (tokenizer.json, vocab.json, merges.txt) and a model card. Written atomically."""
     from transformers import GenerationConfig
 
-    from .tokenizer import load_tokenizer, save_tokenizer
+    from .generate import CHAT_PRESET, hf_generation_kwargs
+    from .tokenizer import eos_id, load_tokenizer, save_tokenizer
 
     out = Path(out_dir)
+    tok = tokenizer if tokenizer is not None else load_tokenizer()
+    eos = eos_id(tok)
+    gen = hf_generation_kwargs(CHAT_PRESET)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        GenerationConfig(**GENERATION_DEFAULTS).save_pretrained(tmp)
-        save_tokenizer(tokenizer if tokenizer is not None else load_tokenizer(), tmp)
+        GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, **gen).save_pretrained(tmp)
+        save_tokenizer(tok, tmp)
         c = model.config
         n_params = sum(p.numel() for p in model.parameters())
-        (tmp / "README.md").write_text(MODEL_CARD.format(n_layer=c.n_layer, n_embd=c.n_embd, n_head=c.n_head,
-                                                         n_params=n_params, name=out.name))
+        settings = ", ".join(f"`{k}` {v}" for k, v in gen.items())
+        (tmp / "README.md").write_text(MODEL_CARD.format(
+            n_layer=c.n_layer, n_embd=c.n_embd, n_head=c.n_head, n_params=n_params, name=out.name,
+            preset=CHAT_PRESET, settings=settings, no_repeat=gen["no_repeat_ngram_size"]))
     return out
 
 

@@ -55,6 +55,20 @@ PRESETS = {
 }
 
 
+# The chat defaults: interact.py's preset when none is given, and what an exported transformers
+# directory's generation_config.json carries (lsp_model.checkpoint.save_pretrained).
+CHAT_PRESET = "nucleus"
+# GenConfig fields that mean the same in transformers' GenerationConfig (seed has no counterpart).
+HF_KEYS = ("do_sample", "temperature", "top_k", "top_p", "num_beams", "length_penalty",
+           "no_repeat_ngram_size", "repetition_penalty", "min_new_tokens", "max_new_tokens")
+
+
+def hf_generation_kwargs(preset: str = CHAT_PRESET) -> dict:
+    """A preset as transformers GenerationConfig keywords (top_k 0 is "off" in both)."""
+    cfg = make_gen_config(preset)
+    return {k: getattr(cfg, k) for k in HF_KEYS}
+
+
 def make_gen_config(preset: str | None = None, **overrides) -> GenConfig:
     """Defaults, then the preset, then explicit overrides (None = not given)."""
     cfg = GenConfig()
