@@ -103,3 +103,21 @@ def test_exported_model_greedy_is_never_empty(tmp_path):
         out = hf.generate(torch.tensor([ctx]), attention_mask=torch.ones(1, 3, dtype=torch.long),
                           do_sample=False, max_new_tokens=3)[0, 3:].tolist()
     assert out and out[0] != eos
+
+
+@pytest.mark.parametrize("script", ["decode", "interact"])
+def test_cli_refuses_to_guess_the_head_count(tmp_path, capsys, script):
+    """A run-folder .pkl of an unreleased width without config.json: one line asking for --config,
+    from the same loader (lsp_model.checkpoint) as python -m lsp_model.convert."""
+    import importlib
+
+    from lsp_model.checkpoint import save_original_pkl
+    save_original_pkl(build_model(make_config(n_layer=1, n_embd=32, n_head=4, n_positions=16)),
+                      tmp_path / "GP2-pretrain-step-1.pkl")
+    (tmp_path / "ctx.txt").write_text("hello\n")
+    argv = ["--model", str(tmp_path)]
+    if script == "decode":
+        argv += ["--input", str(tmp_path / "ctx.txt"), "--output", str(tmp_path / "hyp.txt")]
+    assert importlib.import_module(script).main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "n_embd=32" in err and "--config" in err, err
