@@ -255,12 +255,8 @@ def _check_index_matches_meta(shelf, meta: dict, folder: Path) -> None:
         raise DBError(f"{folder}: index (db.dir) disagrees with meta.json: {why}; {_rebuild(folder)}")
 
 
-def open_db(path: str | os.PathLike) -> tuple[SafeShelf, dict]:
-    """Open a DB folder (ours or the original's) read-only: (shelf, meta).
-
-    Checks, without reading a chunk: meta.json is there and readable, the format version, the
-    dbm index parses and points inside db.dat, and its chunks are the ones meta.json describes.
-    """
+def read_meta(path: str | os.PathLike) -> tuple[Path, dict]:
+    """(DB folder, its meta.json) of a DB folder (or the original's `<folder>/db` form)."""
     folder = Path(path)
     if folder.name == "db" and not folder.is_dir():
         folder = folder.parent  # the original's `<folder>/db` form
@@ -279,6 +275,16 @@ def open_db(path: str | os.PathLike) -> tuple[SafeShelf, dict]:
     if version > FORMAT_VERSION:
         raise DBError(f"{folder}: format_version {version} is newer than this code reads "
                       f"({FORMAT_VERSION})")
+    return folder, meta
+
+
+def open_db(path: str | os.PathLike) -> tuple[SafeShelf, dict]:
+    """Open a DB folder (ours or the original's) read-only: (shelf, meta).
+
+    Checks, without reading a chunk: meta.json is there and readable, the format version, the
+    dbm index parses and points inside db.dat, and its chunks are the ones meta.json describes.
+    """
+    folder, meta = read_meta(path)
     shelf = SafeShelf(_open_dbm(folder / "db"), str(folder))
     try:
         _check_index_matches_meta(shelf, meta, folder)
@@ -292,29 +298,31 @@ def check_meta(path: str | os.PathLike, meta: dict, max_seq_len: int | None = No
                tokenizer_identity: str | None = None) -> None:
     """The DB was built for this max_seq_len and tokenizer (None: not checked). A DB of the
     original prepro.py has no tokenizer identity: that is a warning, it cannot be checked."""
+    where = Path(path) / "meta.json"
     built = meta.get("max_seq_len")
     if max_seq_len is not None and built is not None and built != max_seq_len:
-        raise DBError(f"{path}: built with --max_seq_len {built}, but it is asked for max_seq_len {max_seq_len}; use "
-                      f"{built}, or build a DB with: "
-                      f"{prepro_command(path).replace(f'--max_seq_len {built}', f'--max_seq_len {max_seq_len}')}")
+        other = prepro_command(path).replace(f"--max_seq_len {built}", f"--max_seq_len {max_seq_len}")
+        raise DBError(f"{where}: DB built with --max_seq_len {built}, but it is asked for max_seq_len "
+                      f"{max_seq_len}; use {built}, or build a DB with: {other}")
     have = meta.get("tokenizer_identity")
     if tokenizer_identity is None:
         return
     if have is None:
-        warnings.warn(f"{path}: no tokenizer identity in meta.json (a DB of the original "
+        warnings.warn(f"{where}: no tokenizer identity (a DB of the original "
                       "prepro.py?); cannot check it matches the model's tokenizer")
     elif have != tokenizer_identity:
-        raise DBError(f"{path}: built with another tokenizer (identity {have[:12]}..., expected "
+        raise DBError(f"{where}: DB built with another tokenizer (identity {have[:12]}..., expected "
                       f"{tokenizer_identity[:12]}...); rebuild it with prepro.py --tokenizer ... --overwrite")
 
 
 def check_db(path: str | os.PathLike, max_seq_len: int | None = None,
              tokenizer_identity: str | None = None) -> dict:
-    """The one DB validity rule (trainer, loaders, demo): open_db's checks, then check_meta.
-    Returns meta.json's dict; raises DBError (FileNotFoundError when there is no folder)."""
-    shelf, meta = open_db(path)
+    """The one DB validity rule (trainer, loaders, demo): the build settings (check_meta), then
+    open_db's checks. Returns meta.json's dict; raises DBError (FileNotFoundError: no folder)."""
+    folder, meta = read_meta(path)
+    check_meta(folder, meta, max_seq_len, tokenizer_identity)
+    shelf, meta = open_db(folder)
     shelf.close()
-    check_meta(path, meta, max_seq_len, tokenizer_identity)
     return meta
 
 

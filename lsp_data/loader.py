@@ -168,7 +168,7 @@ class BucketingDataLoader:
         self.db_name = Path(db_name)
         self.db, self.meta = open_db(db_name)
         try:
-            check_meta(db_name, self.meta, max_seq_len, tokenizer_identity)
+            check_meta(self.db.path, self.meta, max_seq_len, tokenizer_identity)
         except DBError:
             self.db.close()
             raise

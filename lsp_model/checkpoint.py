@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -50,7 +51,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         except Exception as e:
             raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on other pickle protocols: our error says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"{path}: {_load_failure(path, e)}") from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
@@ -65,7 +68,8 @@ def _load_failure(path: Path, e: Exception) -> str:
     """Why torch.load(weights_only=True) failed: a pickle that asks for code, or not a checkpoint."""
     if path.stat().st_size == 0:
         return "empty file (an interrupted copy?)"
-    if isinstance(e, pickle.UnpicklingError) and ("unsupported global" in str(e).lower() or _pickle_imports_globals(path)):
+    if isinstance(e, pickle.UnpicklingError) and (
+            "unsupported global" in str(e).lower() or _pickle_imports_globals(path)):
         return ("refused to load: the pickle holds objects other than tensors, which "
                 "weights_only=True never unpickles")
     return "not a PyTorch checkpoint (corrupt or truncated?)"

@@ -105,3 +105,18 @@ def test_original_db_without_chunk_stats(good_db, tmp_path):
     (db / "meta.json").write_text(json.dumps(original | {"n_example": 3}))
     with pytest.raises(DBError, match="3 chunks of 2 cannot hold only 3 features"):
         check_db(db)
+
+
+def test_check_db_reads_the_settings_first(tmp_path):
+    """A folder with only a meta.json of another max_seq_len: the message is about that, naming
+    meta.json (what the trainer's --max_seq_length check needs), not about missing dbm files."""
+    db = tmp_path / "train.64len.db"
+    db.mkdir()
+    (db / "meta.json").write_text(json.dumps({"max_seq_len": 128}))
+    with pytest.raises(DBError, match=r"train\.64len\.db/meta\.json: DB built with --max_seq_len 128.*asked for "
+                                      r"max_seq_len 64.*--max_seq_len 64"):
+        check_db(db, max_seq_len=64)
+    with pytest.raises(DBError, match="no shelve DB in it"):
+        check_db(db, max_seq_len=128)
+    with pytest.raises(FileNotFoundError, match="DB not found"):
+        check_db(tmp_path / "nope.db")

@@ -66,8 +66,10 @@ def test_decoding_uses_no_deprecated_transformers_api(tiny):
         with warnings.catch_warnings():
             warnings.simplefilter("error", FutureWarning)
             warnings.simplefilter("error", DeprecationWarning)
-            for preset, extra in (("greedy", {}), ("dstc_beam", {"num_beams": 3}), ("topk", {"num_return_sequences": 2})):
-                generate(tiny["model"], tiny["ctxs"][:3], make_gen_config(preset, max_new_tokens=5, **extra), tiny["eos"])
+            for preset, extra in (("greedy", {}), ("dstc_beam", {"num_beams": 3}),
+                                  ("topk", {"num_return_sequences": 2})):
+                cfg = make_gen_config(preset, max_new_tokens=5, **extra)
+                generate(tiny["model"], tiny["ctxs"][:3], cfg, tiny["eos"])
     finally:
         log.removeHandler(handler)
     assert [r.getMessage() for r in records if "deprecat" in r.getMessage().lower()] == []
