@@ -123,3 +123,10 @@ def test_cli_refuses_to_guess_the_head_count(tmp_path, capsys, script):
     assert importlib.import_module(script).main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "n_embd=32" in err and "--config" in err, err
+
+
+@pytest.mark.parametrize("category", [DeprecationWarning, FutureWarning])
+def test_suite_turns_deprecations_into_errors(category):
+    """pyproject's filterwarnings: a deprecation raised in any test fails it."""
+    with pytest.raises(category):
+        warnings.warn("removed in the next release", category)
