@@ -10,8 +10,10 @@ Guarantees, for every file and folder written through here:
     with nothing under the final name. Where the exchange is not available it falls back to
     two renames, with the old folder kept under `.<name>.old-*` until the new one is in
     place; the next write of that output puts it back if a kill fell between the two;
-  * a kill leaves at most a hidden `.<name>.tmp-<host>-<pid>-*` sibling, which the next write
-    of the same output removes (once its process is gone);
+  * a kill leaves at most a hidden `.<name>.tmp-<host>-<pid>-<token>-*` sibling, which the next
+    write of the same output removes once its process is gone (same host; the token tells an
+    earlier process with the same pid, e.g. pid 1 in containers) or, written on another host,
+    once nothing in it changed for a day;
   * permissions follow the user's umask, as with open()/mkdir (tempfile's own 0600/0700 would
     make models and DBs unreadable to colleagues).
 """
@@ -22,9 +24,11 @@ import ctypes
 import errno
 import os
 import re
+import secrets
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 _HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
@@ -43,8 +47,16 @@ def _umask() -> int:
     return mask
 
 
+# A temp name says who writes it: host, pid and a token of this process (the pid alone is not
+# enough: in a container every run may be pid 1).
+_TOKEN = secrets.token_hex(4)
+# Leftovers of another host (or of an older version, without an owner) are removed only when
+# nothing in them changed for this long: a live writer on a shared filesystem keeps writing.
+STALE_AFTER_S = 24 * 3600
+
+
 def _prefix(path: Path) -> str:
-    return f".{path.name}.tmp-{_HOST}-{os.getpid()}-"
+    return f".{path.name}.tmp-{_HOST}-{os.getpid()}-{_TOKEN}-"
 
 
 def _alive(pid: int) -> bool:
@@ -57,27 +69,47 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _untouched_for(p: Path) -> float:
+    """Seconds since p, or anything directly in it, last changed."""
+    times = [p.lstat().st_mtime]
+    if p.is_dir() and not p.is_symlink():
+        times += [c.lstat().st_mtime for c in p.iterdir()]
+    return time.time() - max(times)
+
+
+def _stale(p: Path, host: str | None, pid: str | None, token: str | None) -> bool:
+    if host == _HOST and pid is not None:
+        if int(pid) == os.getpid():
+            return token != _TOKEN  # an earlier process that had our pid
+        return not _alive(int(pid))
+    return _untouched_for(p) > STALE_AFTER_S
+
+
 def remove_stale(path: str | os.PathLike) -> list[Path]:
-    """Remove what killed writes of `path` left: `.<name>.tmp-<this host>-<pid>-*` of processes
-    that are gone. A `.<name>.old-*` folder (a kill between the fallback's two renames) is put
-    back when `path` is missing, else removed. Returns what was removed or restored."""
+    """Remove what killed writes of `path` left: `.<name>.tmp-*` whose process is gone (this
+    host), or untouched for STALE_AFTER_S (another host; no owner in the name). A
+    `.<name>.old-*` folder (a kill between the fallback's two renames) is put back when `path`
+    is missing, else removed. Returns what was removed or restored."""
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    tmp_re = re.compile(re.escape(f".{path.name}.tmp-{_HOST}-") + r"(\d+)-[^-]*$")
-    old_re = re.compile(re.escape(f".{path.name}.old-{_HOST}-") + r"(\d+)$")
+    owner = r"(?:(?P<host>[A-Za-z0-9_.]+)-(?P<pid>\d+)-(?P<token>[0-9a-f]{8})-)?"
+    tmp_re = re.compile(re.escape(f".{path.name}.tmp-") + owner + r"[^-]*$")
+    old_re = re.compile(re.escape(f".{path.name}.old-") + owner + "$")
     done = []
     for p in path.parent.iterdir():
         m = tmp_re.match(p.name) or old_re.match(p.name)
-        if m is None or _alive(int(m.group(1))):
-            continue
-        if m.re is old_re and not os.path.lexists(path):
-            os.replace(p, path)
-        elif p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
+        try:
+            if m is None or not _stale(p, m["host"], m["pid"], m["token"]):
+                continue
+            if m.re is old_re and not os.path.lexists(path):
+                os.replace(p, path)
+            elif p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
                 p.unlink()
+        except FileNotFoundError:  # another writer cleaned it first
+            continue
         done.append(p)
     return done
 
@@ -157,7 +189,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False):
         elif _exchange(tmp, path):
             shutil.rmtree(tmp, ignore_errors=True)  # the old output, now under the temp name
         else:
-            old = path.with_name(f".{path.name}.old-{_HOST}-{os.getpid()}")
+            old = path.with_name(f".{path.name}.old-{_HOST}-{os.getpid()}-{_TOKEN}-")
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)

@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -60,7 +61,7 @@ def test_next_write_removes_leftovers_of_a_kill(tmp_path, kind):
     left = [p.name for p in tmp_path.iterdir()]
     assert len(left) == 1 and left[0].startswith(".out.tmp-"), left
     # a live writer's temp (this process) is never touched
-    mine = tmp_path / f".out.tmp-{atomic._HOST}-{os.getpid()}-live"
+    mine = tmp_path / f".out.tmp-{atomic._HOST}-{os.getpid()}-{atomic._TOKEN}-live"
     mine.write_bytes(b"in progress")
     if kind == "file":
         with atomic_file(tmp_path / "out") as f:
@@ -69,6 +70,23 @@ def test_next_write_removes_leftovers_of_a_kill(tmp_path, kind):
         with atomic_dir(tmp_path / "out") as d:
             (d / "db.dat").write_bytes(b"whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", mine.name])
+
+
+def test_same_pid_other_process_and_other_hosts(tmp_path):
+    """In a container every run can be pid 1: a leftover with our pid but another process's
+    token is stale. Another host's leftover goes only once untouched for STALE_AFTER_S."""
+    (tmp_path / "out").write_bytes(b"old")
+    earlier = tmp_path / f".out.tmp-{atomic._HOST}-{os.getpid()}-0badf00d-x1"
+    fresh = tmp_path / ".out.tmp-otherhost-123-0badf00d-x2"
+    old = tmp_path / ".out.tmp-otherhost-124-0badf00d-x3"
+    legacy = tmp_path / ".out.tmp-ab12cd34"                   # an older version's name: no owner
+    for p in (earlier, fresh, old, legacy):
+        p.write_bytes(b"half")
+    two_days_ago = time.time() - 2 * 86400
+    for p in (old, legacy):
+        os.utime(p, (two_days_ago, two_days_ago))
+    assert sorted(remove_stale(tmp_path / "out")) == sorted([earlier, old, legacy])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", fresh.name])
 
 
 def test_dir_is_fsynced_before_the_rename(tmp_path, monkeypatch):
@@ -110,7 +128,6 @@ def test_fallback_kill_between_renames_is_repaired(tmp_path, monkeypatch):
     with atomic_dir(out) as d:
         (d / "v").write_text("old")
     monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
-    monkeypatch.setattr(atomic, "_alive", lambda pid: False)      # as if this process were killed
     real_replace, calls = os.replace, []
 
     def replace(a, b):
@@ -124,5 +141,6 @@ def test_fallback_kill_between_renames_is_repaired(tmp_path, monkeypatch):
             (d / "v").write_text("new")
     monkeypatch.setattr(os, "replace", real_replace)
     assert not out.exists()
+    monkeypatch.setattr(atomic, "_TOKEN", "00000000")  # the next process (same pid, as in a container)
     remove_stale(out)
     assert (out / "v").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["x.db"]
