@@ -24,6 +24,7 @@ import os
 import pickle
 import re
 import shelve
+import warnings
 import zlib
 from pathlib import Path
 
@@ -194,14 +195,29 @@ class SafeShelf(shelve.Shelf):
         raise DBError(f"{self.path}: opened read-only")
 
 
+def _rebuild(folder: Path) -> str:
+    return f"rebuild it with: {prepro_command(folder)} --overwrite"
+
+
 def _open_dbm(base: Path):
+    folder = base.parent
     kind = dbm.whichdb(str(base))
+    index = base.with_name("db.dir")
+    if not kind and index.is_file() and base.with_name("db.dat").is_file():
+        raise DBError(f"{index}: not a dbm.dumb index (a damaged file?); {_rebuild(folder)}")
     if kind is None:
-        raise DBError(f"{base.parent}: no shelve DB in it (expected db.dat/db.dir)")
+        raise DBError(f"{folder}: no shelve DB in it (expected db.dat/db.dir); {_rebuild(folder)}")
     if kind == "":
-        raise DBError(f"{base.parent}: db files of an unknown dbm format")
+        raise DBError(f"{folder}: db files of an unknown dbm format")
     if kind == "dbm.dumb":
-        return dbm.dumb.open(str(base), "r")
+        try:
+            db = dbm.dumb.open(str(base), "r")
+        except OSError:
+            raise
+        except Exception as e:  # dbm.dumb parses each index line with ast.literal_eval
+            raise DBError(f"{index}: truncated or damaged index ({type(e).__name__}); {_rebuild(folder)}") from None
+        _check_dumb_index(db, base.with_name("db.dat"))
+        return db
     try:  # a DB the original wrote with gdbm/ndbm: readable only where this Python has them
         return dbm.open(str(base), "r")
     except Exception as e:
@@ -209,8 +225,38 @@ def _open_dbm(base: Path):
                       f"read ({e}); rebuild it with prepro.py") from None
 
 
-def open_db(path: str | os.PathLike) -> tuple[SafeShelf, dict]:
-    """Open a DB folder (ours or the original's) read-only: (shelf, meta)."""
+def _check_dumb_index(db, dat: Path) -> None:
+    """Every value the index points at lies inside db.dat (a truncated db.dat fails here, not
+    mid-training). Reads only the in-memory index."""
+    size = dat.stat().st_size
+    index = getattr(db, "_index", None) or {}
+    bad = [k.decode(errors="replace") for k, (pos, n) in index.items() if pos + n > size]
+    if bad:
+        db.close()
+        raise DBError(f"{dat}: truncated ({size} bytes; {bad[0]} lies beyond the end); {_rebuild(dat.parent)}")
+
+
+def _check_index_matches_meta(shelf, meta: dict, folder: Path) -> None:
+    """The chunks in the index are the ones meta.json describes (cheap: keys and meta only)."""
+    keys = chunk_keys(shelf)
+    n, size, stats = meta.get("n_example"), meta.get("chunk_size"), meta.get("chunks")
+    why = None
+    if stats is not None:  # ours: meta.json lists every chunk and its feature count
+        if set(keys) != set(stats):
+            why = f"the index holds {len(keys)} chunk(s), meta.json lists {len(stats)}"
+        elif n is not None and sum(v.get("n", 0) for v in stats.values()) != n:
+            why = f"meta.json's chunks hold {sum(v.get('n', 0) for v in stats.values())} features, n_example is {n}"
+    elif n:  # the original's: every chunk but the last holds chunk_size features
+        if not keys:
+            why = f"the index holds no chunk, meta.json says {n} features"
+        elif size and (len(keys) - 1) * size > n:
+            why = f"{len(keys)} chunks of {size} cannot hold only {n} features"
+    if why:
+        raise DBError(f"{folder}: index (db.dir) disagrees with meta.json: {why}; {_rebuild(folder)}")
+
+
+def read_meta(path: str | os.PathLike) -> tuple[Path, dict]:
+    """(DB folder, its meta.json) of a DB folder (or the original's `<folder>/db` form)."""
     folder = Path(path)
     if folder.name == "db" and not folder.is_dir():
         folder = folder.parent  # the original's `<folder>/db` form
@@ -218,17 +264,66 @@ def open_db(path: str | os.PathLike) -> tuple[SafeShelf, dict]:
         raise FileNotFoundError(f"DB not found: {folder} (build it with: {prepro_command(folder)})")
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
-        raise DBError(f"{folder}: no meta.json, so the DB is incomplete (interrupted build?); "
-                      f"rebuild it with: {prepro_command(folder)} --overwrite")
+        raise DBError(f"{folder}: no meta.json, so the DB is incomplete (interrupted build?); {_rebuild(folder)}")
     try:
         meta = json.loads(meta_path.read_text())
     except ValueError as e:
-        raise DBError(f"{meta_path}: not valid JSON ({e})") from None
+        raise DBError(f"{meta_path}: not valid JSON ({e}); {_rebuild(folder)}") from None
+    if not isinstance(meta, dict):
+        raise DBError(f"{meta_path}: not a DB meta.json (a JSON object); {_rebuild(folder)}")
     version = meta.get("format_version", 0)  # 0: written by the original prepro.py
     if version > FORMAT_VERSION:
         raise DBError(f"{folder}: format_version {version} is newer than this code reads "
                       f"({FORMAT_VERSION})")
-    return SafeShelf(_open_dbm(folder / "db"), str(folder)), meta
+    return folder, meta
+
+
+def open_db(path: str | os.PathLike) -> tuple[SafeShelf, dict]:
+    """Open a DB folder (ours or the original's) read-only: (shelf, meta).
+
+    Checks, without reading a chunk: meta.json is there and readable, the format version, the
+    dbm index parses and points inside db.dat, and its chunks are the ones meta.json describes.
+    """
+    folder, meta = read_meta(path)
+    shelf = SafeShelf(_open_dbm(folder / "db"), str(folder))
+    try:
+        _check_index_matches_meta(shelf, meta, folder)
+    except DBError:
+        shelf.close()
+        raise
+    return shelf, meta
+
+
+def check_meta(path: str | os.PathLike, meta: dict, max_seq_len: int | None = None,
+               tokenizer_identity: str | None = None) -> None:
+    """The DB was built for this max_seq_len and tokenizer (None: not checked). A DB of the
+    original prepro.py has no tokenizer identity: that is a warning, it cannot be checked."""
+    where = Path(path) / "meta.json"
+    built = meta.get("max_seq_len")
+    if max_seq_len is not None and built is not None and built != max_seq_len:
+        other = prepro_command(path).replace(f"--max_seq_len {built}", f"--max_seq_len {max_seq_len}")
+        raise DBError(f"{where}: DB built with --max_seq_len {built}, but it is asked for max_seq_len "
+                      f"{max_seq_len}; use {built}, or build a DB with: {other}")
+    have = meta.get("tokenizer_identity")
+    if tokenizer_identity is None:
+        return
+    if have is None:
+        warnings.warn(f"{where}: no tokenizer identity (a DB of the original "
+                      "prepro.py?); cannot check it matches the model's tokenizer")
+    elif have != tokenizer_identity:
+        raise DBError(f"{where}: DB built with another tokenizer (identity {have[:12]}..., expected "
+                      f"{tokenizer_identity[:12]}...); rebuild it with prepro.py --tokenizer ... --overwrite")
+
+
+def check_db(path: str | os.PathLike, max_seq_len: int | None = None,
+             tokenizer_identity: str | None = None) -> dict:
+    """The one DB validity rule (trainer, loaders, demo): the build settings (check_meta), then
+    open_db's checks. Returns meta.json's dict; raises DBError (FileNotFoundError: no folder)."""
+    folder, meta = read_meta(path)
+    check_meta(folder, meta, max_seq_len, tokenizer_identity)
+    shelf, meta = open_db(folder)
+    shelf.close()
+    return meta
 
 
 def chunk_keys(shelf) -> list[str]:

@@ -26,16 +26,14 @@ import itertools
 import math
 import re
 import random
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .db import (DBError, chunk_keys, chunk_sizes, open_db, prepro_command, read_chunk,
-                 read_chunk_json)
+from .db import DBError, check_meta, chunk_keys, chunk_sizes, open_db, read_chunk, read_chunk_json
 from .features import eval_feature
-from .tsv import decode_line, iter_raw_lines
+from .tsv import decode_line, iter_raw_lines, line_ref
 
 
 def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
@@ -169,19 +167,11 @@ class BucketingDataLoader:
             raise ValueError(f"rank {rank} not in [0, num_replica={num_replica})")
         self.db_name = Path(db_name)
         self.db, self.meta = open_db(db_name)
-        built = self.meta.get("max_seq_len")
-        if built is not None and built != max_seq_len:
-            raise DBError(f"{db_name}: built with --max_seq_len {built}, but the loader was asked "
-                          f"for max_seq_len {max_seq_len}; use {built}, or build a DB with: "
-                          f"{prepro_command(self.db_name).replace(f'--max_seq_len {built}', f'--max_seq_len {max_seq_len}')}")
-        have = self.meta.get("tokenizer_identity")
-        if tokenizer_identity is not None:
-            if have is None:
-                warnings.warn(f"{db_name}: no tokenizer identity in meta.json (a DB of the original "
-                              "prepro.py?); cannot check it matches the model's tokenizer")
-            elif have != tokenizer_identity:
-                raise DBError(f"{db_name}: built with another tokenizer (identity {have[:12]}..., "
-                              f"expected {tokenizer_identity[:12]}...); rebuild it with prepro.py --tokenizer")
+        try:
+            check_meta(self.db.path, self.meta, max_seq_len, tokenizer_identity)
+        except DBError:
+            self.db.close()
+            raise
         self.batch_size, self.max_len = batch_size, max_seq_len
         self.bucket_size = bucket * batch_size
         self.shuffle, self.seed = shuffle, seed
@@ -321,11 +311,11 @@ class DynamicBatchingLoader:
 
     def __iter__(self):
         pairs = []
-        for _, physical, raw in iter_raw_lines(self.corpus):
+        for logical, physical, raw in iter_raw_lines(self.corpus):
             try:
                 src, *tgts = decode_line(raw).split("\t")
             except ValueError as e:
-                raise ValueError(f"{self.corpus}:{physical}: {e}") from None
+                raise ValueError(f"{line_ref(self.corpus, logical, physical)}: {e}") from None
             pairs += [(self._clean(src), self._clean(t)) for t in tgts]
             if len(pairs) >= self.bs:
                 batch = self._batch(pairs)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .db import ChunkWriter, DBError, FORMAT_VERSION, db_name, dump, write_meta
 from .features import feature_tails, id_fragments
-from .tsv import MALFORMED, SKIPPED, LineError, decode_line, iter_raw_lines, parse_line
+from .tsv import MALFORMED, SKIPPED, LineError, decode_line, iter_raw_lines, line_ref, parse_line
 
 BATCH_LINES = 2048  # lines per tokenizer call / worker task
 MAX_LISTED = 1000   # line numbers kept per reason in report.json (counts are always complete)
@@ -194,7 +194,7 @@ def build_db(corpus, out=None, max_seq_len: int = 128, chunk_size: int = 65536, 
                 for (logical, physical), (reason, msg, *_) in zip(nums, results):
                     if reason is not None:
                         if strict and reason in MALFORMED:
-                            raise PreproError(f"{corpus}:{physical}: malformed line ({reason}): {msg}")
+                            raise PreproError(f"{line_ref(corpus, logical, physical)}: malformed line ({reason}): {msg}")
                         report["counts"][reason] += 1
                         if len(report["skipped"][reason]) < MAX_LISTED:
                             report["skipped"][reason].append(

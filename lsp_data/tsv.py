@@ -51,6 +51,15 @@ def iter_raw_lines(path: str | os.PathLike) -> Iterator[tuple[int, int, bytes]]:
                 yield logical, physical, raw
 
 
+def line_ref(path: str | os.PathLike, logical: int, physical: int) -> str:
+    """`path:N` for messages, N counting lines as this reader splits them (\\r\\n, \\n and a
+    lone \\r each end one), so a file with lone-CR line breaks gets real line numbers, not 1
+    for every line. Where that differs from counting \\n only (`sed -n`), both are given."""
+    if logical == physical:
+        return f"{path}:{logical}"
+    return f"{path}:{logical} (line {physical} counting only \\n)"
+
+
 def decode_line(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")

@@ -10,17 +10,17 @@ Nothing is unpickled beyond tensors (`weights_only=True`), and every write is at
 """
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from lsp_io.atomic import atomic_dir, atomic_file
-from .model import build_model, config_from_dict, load_config
+from .model import build_model, load_config, make_config
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # The original's run-folder checkpoint name: the one definition every writer and finder uses.
@@ -51,20 +51,40 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         except Exception as e:
             raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: refused to load: the pickle holds objects other than tensors "
-                              f"(weights_only=True; {first})") from None
+        with warnings.catch_warnings():  # torch's note on other pickle protocols: our error says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or not a torch file "
-                              f"({type(e).__name__})") from None
+        raise CheckpointError(f"{path}: {_load_failure(path, e)}") from None
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         obj = obj["model"]  # a resume checkpoint
     if not isinstance(obj, dict) or not obj or not all(
             isinstance(k, str) and (v is None or torch.is_tensor(v)) for k, v in obj.items()):
         raise CheckpointError(f"{path}: not a state dict (expected a dict of parameter name -> tensor)")
     return {k: v for k, v in obj.items() if v is not None}
+
+
+def _load_failure(path: Path, e: Exception) -> str:
+    """Why torch.load(weights_only=True) failed: a pickle that asks for code, or not a checkpoint."""
+    if path.stat().st_size == 0:
+        return "empty file (an interrupted copy?)"
+    if isinstance(e, pickle.UnpicklingError) and (
+            "unsupported global" in str(e).lower() or _pickle_imports_globals(path)):
+        return ("refused to load: the pickle holds objects other than tensors, which "
+                "weights_only=True never unpickles")
+    return "not a PyTorch checkpoint (corrupt or truncated?)"
+
+
+def _pickle_imports_globals(path: Path) -> bool:
+    """True if the file is one complete pickle that imports a global (a class or function).
+    pickletools only parses opcodes, it runs nothing."""
+    import pickletools
+    try:
+        with open(path, "rb") as f:
+            ops = [op.name for op, _, _ in pickletools.genops(f)]
+    except Exception:
+        return False  # not a complete pickle: garbage or truncated
+    return any(name in ("GLOBAL", "STACK_GLOBAL", "INST") for name in ops)
 
 
 def to_hf_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -79,19 +99,31 @@ def to_hf_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in out.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
 
 
-def infer_config(sd: dict[str, torch.Tensor]) -> GPT2Config:
-    """Architecture from tensor shapes. Head count assumes 64-wide heads (every released size)."""
+# n_embd -> n_head of the released GPT-2/DialoGPT sizes (117M, 345M, 762M): the only head counts
+# a loader may assume, since the head count changes the outputs but not one tensor shape.
+RELEASED_HEADS = {768: 12, 1024: 16, 1280: 20}
+
+
+def infer_config(sd: dict[str, torch.Tensor], source: str = "checkpoint") -> GPT2Config:
+    """Architecture from tensor shapes, for a checkpoint without a config.json. The shapes fix
+    vocab, width, positions, layers and the MLP width; the head count is taken only for the
+    released widths (RELEASED_HEADS), any other width is refused."""
     sd = to_hf_keys(sd)
     try:
         vocab, n_embd = sd["transformer.wte.weight"].shape
         n_pos = sd["transformer.wpe.weight"].shape[0]
     except KeyError:
-        raise CheckpointError("cannot infer the model size: no transformer.wte/wpe weights") from None
+        raise CheckpointError(f"{source}: cannot infer the model size: no transformer.wte/wpe weights") from None
+    if n_embd not in RELEASED_HEADS:
+        raise CheckpointError(f"{source}: no config.json beside it and n_embd={n_embd} is not a released size "
+                              f"(768/1024/1280), so the head count is unknown; pass --config CONFIG.json")
     layers = {int(m.group(1)) for k in sd if (m := re.match(r"transformer\.h\.(\d+)\.", k))}
-    if n_embd % 64:
-        raise CheckpointError(f"cannot infer the head count for n_embd={n_embd}; pass --config")
-    return config_from_dict({"vocab_size": vocab, "n_embd": n_embd, "n_positions": n_pos,
-                             "n_layer": len(layers), "n_head": n_embd // 64})
+    d = {"vocab_size": vocab, "n_embd": n_embd, "n_positions": n_pos, "n_layer": len(layers),
+         "n_head": RELEASED_HEADS[n_embd]}
+    fc = sd.get("transformer.h.0.mlp.c_fc.weight")
+    if fc is not None and fc.shape[1] != 4 * n_embd:
+        d["n_inner"] = fc.shape[1]
+    return make_config(**d)
 
 
 def load_weights(model: GPT2LMHeadModel, sd: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
@@ -170,7 +202,7 @@ def load_model(path: str | os.PathLike, config: str | os.PathLike | GPT2Config |
     elif cfg_file is not None:
         cfg = load_config(cfg_file)
     else:
-        cfg = infer_config(sd)
+        cfg = infer_config(sd, source=str(weights))
     model = build_model(cfg, attn_implementation)
     if sd is not None:
         load_weights(model, sd, source=str(weights))
@@ -179,10 +211,6 @@ def load_model(path: str | os.PathLike, config: str | os.PathLike | GPT2Config |
 
 # ---------------------------------------------------------------------------------------------
 # writing
-
-GENERATION_DEFAULTS = dict(bos_token_id=50256, eos_token_id=50256, pad_token_id=50256,
-                           do_sample=True, top_k=0, top_p=0.9, temperature=0.7,
-                           no_repeat_ngram_size=3, max_new_tokens=64)
 
 MODEL_CARD = """---
 license: mit
@@ -216,6 +244,17 @@ for step in range(5):
 ```
 
 With this toolkit: `python interact.py --model {name}` or `python decode.py --model {name} ...`.
+
+### Decoding settings in generation_config.json
+
+`generation_config.json` holds the toolkit's chat preset ({preset}): {settings}. So
+`model.generate(ids)` samples as `interact.py` does, and never returns an empty reply
+(`min_new_tokens` 1: the end-of-text token is banned as the first token).
+
+`model.generate(ids, do_sample=False)` and `pipeline(..., do_sample=False)` are greedy but still
+apply `no_repeat_ngram_size` {no_repeat} from this file, over the context and the reply alike. The
+toolkit's greedy (`decode.py --preset greedy`) bans no n-gram, so the two can differ; pass
+`no_repeat_ngram_size=0` to get the toolkit's greedy reply.
 """
 
 
@@ -225,17 +264,23 @@ def save_pretrained(model: GPT2LMHeadModel, out_dir: str | os.PathLike, tokenize
     (tokenizer.json, vocab.json, merges.txt) and a model card. Written atomically."""
     from transformers import GenerationConfig
 
-    from .tokenizer import load_tokenizer, save_tokenizer
+    from .generate import CHAT_PRESET, hf_generation_kwargs
+    from .tokenizer import eos_id, load_tokenizer, save_tokenizer
 
     out = Path(out_dir)
+    tok = tokenizer if tokenizer is not None else load_tokenizer()
+    eos = eos_id(tok)
+    gen = hf_generation_kwargs(CHAT_PRESET)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        GenerationConfig(**GENERATION_DEFAULTS).save_pretrained(tmp)
-        save_tokenizer(tokenizer if tokenizer is not None else load_tokenizer(), tmp)
+        GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, **gen).save_pretrained(tmp)
+        save_tokenizer(tok, tmp)
         c = model.config
         n_params = sum(p.numel() for p in model.parameters())
-        (tmp / "README.md").write_text(MODEL_CARD.format(n_layer=c.n_layer, n_embd=c.n_embd, n_head=c.n_head,
-                                                         n_params=n_params, name=out.name))
+        settings = ", ".join(f"`{k}` {v}" for k, v in gen.items())
+        (tmp / "README.md").write_text(MODEL_CARD.format(
+            n_layer=c.n_layer, n_embd=c.n_embd, n_head=c.n_head, n_params=n_params, name=out.name,
+            preset=CHAT_PRESET, settings=settings, no_repeat=gen["no_repeat_ngram_size"]))
     return out
 
 
@@ -265,7 +310,3 @@ def save_original_pkl(model: GPT2LMHeadModel, path: str | os.PathLike, dtype: to
         torch.save(original_state_dict(model, dtype), f)
     return path
 
-
-def write_config_json(config: GPT2Config, path: str | os.PathLike) -> None:
-    with atomic_file(path, "w") as f:
-        f.write(json.dumps(config.to_diff_dict() | {"model_type": "gpt2"}, indent=2) + "\n")

@@ -2,12 +2,12 @@
 
     python -m lsp_model.convert small_ft.pkl models/small_ft          # .pkl -> directory
     python -m lsp_model.convert models/small_ft small_ft.pkl          # directory -> .pkl
-    python -m lsp_model.convert tiny.pkl out_dir --config config.json # size not inferable (tiny heads)
+    python -m lsp_model.convert tiny.pkl out_dir --config config.json # head count not inferable
 
 The direction follows from the paths: a destination ending in .pkl/.pt/.bin is written in the
 original layout, anything else becomes a transformers directory. `--config` (a config.json or a
 folder holding one, original or transformers keys) gives the architecture when the tensors
-cannot tell it (the released sizes all have 64-wide heads).
+cannot tell it: the head count is assumed only for the released widths (768/1024/1280).
 """
 from __future__ import annotations
 

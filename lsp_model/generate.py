@@ -55,6 +55,20 @@ PRESETS = {
 }
 
 
+# The chat defaults: interact.py's preset when none is given, and what an exported transformers
+# directory's generation_config.json carries (lsp_model.checkpoint.save_pretrained).
+CHAT_PRESET = "nucleus"
+# GenConfig fields that mean the same in transformers' GenerationConfig (seed has no counterpart).
+HF_KEYS = ("do_sample", "temperature", "top_k", "top_p", "num_beams", "length_penalty",
+           "no_repeat_ngram_size", "repetition_penalty", "min_new_tokens", "max_new_tokens")
+
+
+def hf_generation_kwargs(preset: str = CHAT_PRESET) -> dict:
+    """A preset as transformers GenerationConfig keywords (top_k 0 is "off" in both)."""
+    cfg = make_gen_config(preset)
+    return {k: getattr(cfg, k) for k in HF_KEYS}
+
+
 def make_gen_config(preset: str | None = None, **overrides) -> GenConfig:
     """Defaults, then the preset, then explicit overrides (None = not given)."""
     cfg = GenConfig()
@@ -144,9 +158,9 @@ def positions_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _forward(model, ids, mask, pos, cache):
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
                 use_cache=True, logits_to_keep=1)
-    return out.logits[:, -1].float(), out.past_key_values
+    return out.logits[:, -1].float(), out.cache
 
 
 def _prefill(model, contexts, pad_id, expand, device):
@@ -316,6 +330,29 @@ def generate(model, contexts: list[list[int]], cfg: GenConfig, eos_id: int, voca
 # beam search
 
 
+class _Closed:
+    """The best `k` closed hypotheses of one context: a min-heap of (score / length **
+    length_penalty, insertion number, ids, raw logprob, ended)."""
+
+    def __init__(self, k: int, length_penalty: float):
+        self.k, self.length_penalty, self.heap, self.n = k, length_penalty, [], 0
+
+    def add(self, score, length, ids, raw, ended):
+        self.n += 1
+        entry = (score / length ** self.length_penalty, self.n, ids, raw, ended)
+        if len(self.heap) < self.k:
+            heapq.heappush(self.heap, entry)
+        elif entry[0] > self.heap[0][0]:
+            heapq.heapreplace(self.heap, entry)
+
+    def beats(self, best_open: float, length: int) -> bool:
+        """k hypotheses closed, and no open beam (best summed score best_open) can beat the worst."""
+        return len(self.heap) >= self.k and self.heap[0][0] >= best_open / length ** self.length_penalty
+
+    def best(self, n: int) -> list[tuple]:
+        return sorted(self.heap, key=lambda e: (-e[0], e[1]))[:n]
+
+
 @torch.no_grad()
 def beam_search(model, contexts: list[list[int]], cfg: GenConfig, eos_id: int, vocab_limit: int) -> list[list[dict]]:
     """Beam search with `num_beams` beams per context (HF-style bookkeeping: the 2K best
@@ -333,17 +370,7 @@ def beam_search(model, contexts: list[list[int]], cfg: GenConfig, eos_id: int, v
     raw_lp = torch.zeros(B * K, device=device)
     gen = torch.empty((B * K, 0), dtype=torch.long, device=device)
     items = list(range(B))                        # original context of each live item
-    closed: list[list[tuple]] = [[] for _ in range(B)]   # min-heaps of (norm score, n, ids, raw, ended)
-    counter = 0
-
-    def close(b, score, length, ids, raw, ended):
-        nonlocal counter
-        counter += 1
-        entry = (score / length ** cfg.length_penalty, counter, ids, raw, ended)
-        if len(closed[b]) < K:
-            heapq.heappush(closed[b], entry)
-        elif entry[0] > closed[b][0][0]:
-            heapq.heapreplace(closed[b], entry)
+    closed = [_Closed(K, cfg.length_penalty) for _ in range(B)]
 
     for step in range(cfg.max_new_tokens):
         raw = logits.log_softmax(-1)
@@ -365,17 +392,15 @@ def beam_search(model, contexts: list[list[int]], cfg: GenConfig, eos_id: int, v
                 row, t = j * K + top_beam[j][rank], top_tok[j][rank]
                 if t == eos_id:
                     if rank < K:
-                        close(b, s, step + 1, gen[row].tolist(), raw_lp[row].item() + raw[row, t].item(), True)
+                        closed[b].add(s, step + 1, gen[row].tolist(), raw_lp[row].item() + raw[row, t].item(), True)
                     continue
                 chosen.append((row, t, s))
                 if len(chosen) == K:
                     break
-            best_open = max((c[2] for c in chosen), default=float("-inf"))
-            full = len(closed[b]) >= K
-            done = not chosen or (full and closed[b][0][0] >= best_open / (step + 1) ** cfg.length_penalty)
+            done = not chosen or closed[b].beats(max(c[2] for c in chosen), step + 1)
             if last and not done:  # out of length: the open beams become hypotheses, unfinished
                 for row, t, s in chosen:
-                    close(b, s, step + 1, gen[row].tolist() + [t], raw_lp[row].item() + raw[row, t].item(), False)
+                    closed[b].add(s, step + 1, gen[row].tolist() + [t], raw_lp[row].item() + raw[row, t].item(), False)
                 done = True
             if done:
                 continue
@@ -399,12 +424,8 @@ def beam_search(model, contexts: list[list[int]], cfg: GenConfig, eos_id: int, v
             seen[torch.arange(len(src), device=device), tok] = True
         items = keep_items
         logits, cache = _forward(model, tok[:, None], mask, pos, cache)
-    out = []
-    for b in range(B):
-        best = sorted(closed[b], key=lambda e: (-e[0], e[1]))[:cfg.num_return_sequences]
-        out.append([{"ids": ids, "logprob": raw, "score": score, "finished": ended}
-                    for score, _, ids, raw, ended in best])
-    return out
+    return [[{"ids": ids, "logprob": raw, "score": score, "finished": ended}
+             for score, _, ids, raw, ended in c.best(cfg.num_return_sequences)] for c in closed]
 
 
 def batch_order(lengths: list[int], batch_size: int, window: int = 8) -> list[list[int]]:

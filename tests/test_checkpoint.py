@@ -50,11 +50,21 @@ def test_transformer_only_gpt2_dict(tmp_path, gdir):
     assert params_equal(m, load_model(gdir / "init.pkl"))
 
 
-def test_infer_released_sizes():
-    # a 117M-shaped dict, built as shapes only
-    sd = build_model(make_config(n_layer=3, n_embd=128, n_head=2, n_positions=64)).state_dict()
+@pytest.mark.parametrize("n_embd, n_head", [(768, 12), (1024, 16), (1280, 20)])
+def test_infer_released_sizes(n_embd, n_head):
+    # shapes only (meta tensors): what a released 117M/345M/762M checkpoint holds
+    sd = {"transformer.wte.weight": torch.empty(50257, n_embd, device="meta"),
+          "transformer.wpe.weight": torch.empty(1024, n_embd, device="meta")}
+    sd |= {f"transformer.h.{i}.mlp.c_fc.weight": torch.empty(n_embd, 4 * n_embd, device="meta") for i in range(3)}
     c = infer_config(sd)
-    assert (c.n_layer, c.n_embd, c.n_head, c.n_positions, c.vocab_size) == (3, 128, 2, 64, 50257)
+    assert (c.n_layer, c.n_embd, c.n_head, c.n_positions, c.vocab_size) == (3, n_embd, n_head, 1024, 50257)
+
+
+def test_infer_refuses_unreleased_width():
+    """n_embd 128 with 4 heads reloaded as 2 heads: same shapes, other outputs. Refused instead."""
+    sd = build_model(make_config(n_layer=1, n_embd=128, n_head=4, n_positions=64, vocab_size=100)).state_dict()
+    with pytest.raises(CheckpointError, match="n_embd=128 .*--config"):
+        infer_config(sd)
 
 
 def test_pkl_dir_pkl_roundtrip_and_transformers(tmp_path, gdir):
@@ -84,11 +94,35 @@ def test_fp16_pkl_like_released(tmp_path, gdir):
 
 
 def test_config_needed_for_tiny_heads(tmp_path, gdir):
-    """Without a config, a tiny model's head count cannot be inferred (64-wide heads assumed)."""
+    """Without a config a tiny model's head count is not guessed: one line asking for --config."""
     import shutil
     shutil.copy(gdir / "init.pkl", tmp_path / "x.pkl")
-    assert load_model(tmp_path / "x.pkl").config.n_head == 1
+    with pytest.raises(CheckpointError, match=r"x\.pkl: .*n_embd=64 .*pass --config"):
+        load_model(tmp_path / "x.pkl")
     assert load_model(tmp_path / "x.pkl", config=gdir).config.n_head == 4
+    r = subprocess.run([sys.executable, "-m", "lsp_model.convert", str(tmp_path / "x.pkl"), str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "--config" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_torch_saved_code_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+    torch.save({"transformer.wte.weight": Evil()}, tmp_path / "evil.pkl")
+    with pytest.raises(CheckpointError, match="refused to load: the pickle holds objects other than tensors"):
+        read_state_dict(tmp_path / "evil.pkl")
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("content", [os.urandom(4096), b"\x80\x02" + bytes(range(256)) * 4, b"plain text"])
+def test_random_bytes_say_not_a_checkpoint(tmp_path, content):
+    p = tmp_path / "rand.pkl"
+    p.write_bytes(content)
+    with pytest.raises(CheckpointError) as e:
+        read_state_dict(p)
+    assert str(e.value) == f"{p}: not a PyTorch checkpoint (corrupt or truncated?)"
 
 
 def test_pickle_with_code_refused(tmp_path):
