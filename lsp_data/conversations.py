@@ -103,7 +103,7 @@ class SeenSet:
         new &= once
         run = np.sort(arr[new])
         while self.runs and len(self.runs[-1]) <= len(run):
-            run = np.union1d(self.runs.pop(), run)
+            run = np.sort(np.concatenate([self.runs.pop(), run]))  # disjoint: no entry repeats
         if len(run):
             self.runs.append(run)
         return new
