@@ -144,6 +144,7 @@ class Summary:
     malformed: dict = field(default_factory=dict)   # reason -> {"count", "first": [file:line: msg]}
     token_histogram: dict = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     conversations_per_s: float = 0.0
 
     def drop(self, reason: str, n: int = 1) -> None:
@@ -382,7 +383,7 @@ def prepare(records: Iterable, out_dir: str | Path, opts: Options | None = None,
                            f"system={opts.system!r}")
     tok = tokenizer if tokenizer is not None else load_tokenizer()
     s, held, seen = Summary(), HeldOut(), SeenSet() if opts.dedup else None
-    out, t0 = Path(out_dir), time.time()
+    out, t0, c0 = Path(out_dir), time.time(), time.process_time()
     with atomic_file(out / FILES["train"], "w") as f:
         for batch in batches(_conversations(records, opts, s), opts.batch):
             _process(batch, f, tok, opts, s, held, seen)
@@ -400,7 +401,7 @@ def prepare(records: Iterable, out_dir: str | Path, opts: Options | None = None,
     s.lines["test"] = sum(len(refs) for _, _, refs in examples)
     order = [f"<={e}" for e in _HIST_EDGES] + [f">{_HIST_EDGES[-1]}"]
     s.token_histogram = {k: s.token_histogram[k] for k in order if k in s.token_histogram}
-    s.seconds = round(time.time() - t0, 3)
+    s.seconds, s.cpu_seconds = round(time.time() - t0, 3), round(time.process_time() - c0, 3)
     s.conversations_per_s = round(s.conversations / max(s.seconds, 1e-9))
     summary = {**asdict(s), "options": asdict(opts)}
     write_summary(out, summary)
@@ -409,7 +410,7 @@ def prepare(records: Iterable, out_dir: str | Path, opts: Options | None = None,
 
 def format_summary(s: dict, out_dir: str | Path) -> str:
     lines = [f"{s['conversations']:,} conversations, {s['turns']:,} turns, {s['targets']:,} targets "
-             f"in {s['seconds']:.1f}s ({s['conversations_per_s']:,.0f} conversations/s)",
+             f"in {s['seconds']:.1f}s ({s['cpu_seconds']:.1f} CPU-s; {s['conversations_per_s']:,.0f} conversations/s)",
              f"  train {s['lines']['train']:,} lines  valid {s['lines']['valid']:,} lines  "
              f"test {s['test_contexts']:,} contexts / {s['lines']['test']:,} refs   -> {out_dir}",
              f"  conversations by split: {s['conversations_by_split']}"]

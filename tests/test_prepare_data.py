@@ -1,6 +1,7 @@
 """prepare_data.py: real conversations (chitchat-dataset) written by the test in every input
 format, imported, and the import taken through prepro.py -> LSP_train.py -> decode.py -> dstc."""
 import csv
+import io
 import json
 import math
 import subprocess
@@ -317,11 +318,13 @@ def test_cli_subprocess(tmp_path, chats, repo_dir):
 
 
 @pytest.mark.parametrize("name", ["jsonl_turns", "jsonl_messages", "parlai"])
-def test_import_trains_decodes_and_evaluates(tmp_path, chats, tiny_dialogue_models, name):
+def test_import_trains_decodes_and_evaluates(tmp_path, chats, tiny_dialogue_models, name, monkeypatch, capsys):
     """The import goes through the existing tools as they are: prepro.py -> LSP_train.py
-    (fine-tuning a transformers folder: --init_checkpoint DIR) -> decode.py -> python -m dstc.
+    (fine-tuning a transformers folder: --init_checkpoint DIR) -> decode.py -> python -m dstc
+    -> interact.py.
     jsonl_turns stands for csv, tsv and datasets too (byte-identical output, tested above)."""
     import decode
+    import interact
     import LSP_train
     from dstc.cli import main as dstc_main
     from lsp_data.prepro import main as prepro_main
@@ -348,3 +351,8 @@ def test_import_trains_decodes_and_evaluates(tmp_path, chats, tiny_dialogue_mode
                       "--profile", "dialogpt_vshuman_off", "--json", str(scores)]) == 0
     result = json.loads(scores.read_text())
     assert result["n_lines"] == s["test_contexts"] and all(0 <= b <= 1 for b in result["bleu"]), result
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hi there\nhow are you?\n"))
+    assert interact.main(["--model", r["run_dir"], "--tokenizer", model, "--preset", "greedy",
+                          "--max_new_tokens", "6", "--device", "cpu"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2  # one reply per line typed
