@@ -143,6 +143,7 @@ class Summary:
     dropped: dict = field(default_factory=dict)
     malformed: dict = field(default_factory=dict)   # reason -> {"count", "first": [file:line: msg]}
     token_histogram: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     conversations_per_s: float = 0.0
@@ -390,8 +391,10 @@ def prepare(records: Iterable, out_dir: str | Path, opts: Options | None = None,
         if s.lines["train"] == 0:
             reasons = ", ".join(f"{k} {v}" for k, v in s.dropped.items()) or "none"
             bad = sum(m["count"] for m in s.malformed.values())
+            hint = (f" (no turn of speaker {opts.assistant!r}: set --assistant_speaker, or --train_on all)"
+                    if opts.train_on == "assistant" and s.targets == 0 else "")
             raise PrepareError(f"no training line: {s.conversations} conversations, {s.targets} targets, "
-                               f"{bad} malformed records; dropped: {reasons}")
+                               f"{bad} malformed records; dropped: {reasons}{hint}")
     _drop_leaked(held, seen, s)
     with atomic_file(out / FILES["valid"], "w") as f:
         f.writelines(format_eval_line(ctx, [ref]) + "\n" for _, ctx, ref in held.valid)
@@ -399,6 +402,11 @@ def prepare(records: Iterable, out_dir: str | Path, opts: Options | None = None,
     write_heldout(out, examples)
     s.lines["valid"], s.test_contexts = len(held.valid), len(examples)
     s.lines["test"] = sum(len(refs) for _, _, refs in examples)
+    if len(held.valid) < 64:
+        s.notes.append(f"valid.tsv has {len(held.valid)} lines: LSP_train drops a partial eval batch, so "
+                       f"keep --eval_batch_size <= that (or raise --valid_frac)")
+    if not examples:
+        s.notes.append("no test contexts: raise --test_frac to get a test set")
     order = [f"<={e}" for e in _HIST_EDGES] + [f">{_HIST_EDGES[-1]}"]
     s.token_histogram = {k: s.token_histogram[k] for k in order if k in s.token_histogram}
     s.seconds, s.cpu_seconds = round(time.time() - t0, 3), round(time.process_time() - c0, 3)
@@ -419,4 +427,5 @@ def format_summary(s: dict, out_dir: str | Path) -> str:
     for reason, m in s["malformed"].items():
         lines.append(f"  malformed ({reason}): {m['count']:,}, e.g. " + "; ".join(m["first"][:3]))
     lines.append("  tokens per train line: " + ", ".join(f"{k} {v:,}" for k, v in s["token_histogram"].items()))
+    lines += [f"  note: {n}" for n in s["notes"]]
     return "\n".join(lines)

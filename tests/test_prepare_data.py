@@ -255,7 +255,8 @@ def test_malformed_records_named_and_strict(tmp_path, capsys):
     assert s["malformed"]["bad_json"]["first"][0].startswith(f"{src}:2: ")
     assert s["malformed"]["bad_record"]["first"][0].startswith(f"{src}:3: ")
     assert s["malformed"]["bad_turn"]["first"][0].startswith(f"{src}:4: ")
-    assert f"{src}:2" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"{src}:2" in printed and "note: valid.tsv has 0 lines" in printed and "no test contexts" in printed
     assert prepare_data.main(["--input", str(src), "--out", str(tmp_path / "s"), "--strict"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"prepare_data: error: {src}:2: malformed record (bad_json)") and err.count("\n") == 1
@@ -267,6 +268,12 @@ def test_zero_targets_and_bad_inputs_are_errors(tmp_path, capsys):
     assert prepare_data.main(["--input", str(one), "--out", str(tmp_path / "o")]) == 1
     assert "no training line" in capsys.readouterr().err
     assert not (tmp_path / "o" / "train.tsv").exists()  # no empty output left behind
+    two = write_lines(tmp_path / "two.jsonl", [json.dumps(["hi", "hello there"])])
+    assert prepare_data.main(["--input", str(two), "--out", str(tmp_path / "o"), "--train_on", "assistant"]) == 1
+    assert "no turn of speaker 'assistant': set --assistant_speaker" in capsys.readouterr().err
+    assert prepare_data.main(["--input", str(two), "--out", str(tmp_path / "o"), "--train_on", "assistant",
+                              "--assistant_speaker", "b"]) == 0
+    assert (tmp_path / "o" / "train.tsv").read_text() == "0.0 hi\t1.0 hello there\n"
     table = tmp_path / "t.csv"
     table.write_text("id,who,what\n1,a,hi\n")
     assert prepare_data.main(["--input", str(table), "--out", str(tmp_path / "o")]) == 1
