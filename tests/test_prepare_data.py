@@ -363,3 +363,27 @@ def test_import_trains_decodes_and_evaluates(tmp_path, chats, tiny_dialogue_mode
     assert interact.main(["--model", r["run_dir"], "--tokenizer", model, "--preset", "greedy",
                           "--max_new_tokens", "6", "--device", "cpu"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2  # one reply per line typed
+
+
+def test_chatterbot_yaml_multi_reference(tmp_path):
+    """chatterbot-corpus (YAML, a prompt with several answers) as JSONL: identical test contexts
+    become one multi-reference line that python -m dstc scores."""
+    import chatterbot_corpus
+    import yaml
+
+    from dstc.cli import main as dstc_main
+    rows = []
+    for f in sorted((Path(chatterbot_corpus.__file__).parent / "data" / "english").glob("*.yml")):
+        data = yaml.load(f.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        rows += [json.dumps([str(t) for t in conv]) for conv in data["conversations"]]
+    src = write_lines(tmp_path / "chatterbot.jsonl", rows)
+    out = tmp_path / "o"
+    assert prepare_data.main(["--input", str(src), "--out", str(out), "--test_frac", "0.3", "--valid_frac", "0.1"]) == 0
+    s = json.loads((out / "data.json").read_text())
+    assert s["conversations"] == len(rows) > 1000 and s["dropped"]["duplicate"] > 0
+    refs = [ln.split("\t")[1:] for ln in (out / "test.refs.tsv").read_text().splitlines()]
+    assert len(refs) == s["test_contexts"] and max(len(r) for r in refs) >= 3
+    hyp = write_lines(tmp_path / "hyp.txt", [r[0] for r in refs])  # a hypothesis equal to a reference
+    assert dstc_main(["--refs", str(out / "test.refs.tsv"), "--hyp", str(hyp), "--no-meteor",
+                      "--profile", "dialogpt_vshuman_off", "--json", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["bleu"][0] > 0.9
