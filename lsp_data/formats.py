@@ -20,8 +20,9 @@ the first of the `|`-separated `labels` (or `eval_labels`) the model's reply; `\
 from __future__ import annotations
 
 import csv
+import itertools
 import json
-import sys
+import os
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -29,7 +30,8 @@ from typing import Iterable, Iterator
 
 FORMATS = ("auto", "jsonl", "csv", "tsv", "parlai", "hf")
 ASSISTANT = "assistant"  # the speaker name of the turns trained on by `--train_on assistant`
-_HF_FILES = {".parquet": "parquet", ".arrow": "arrow", ".json": "json"}
+_HF_FILES = (".parquet", ".arrow", ".json")  # read through `datasets` unless --format says otherwise
+_HF_BUILDERS = {".parquet": "parquet", ".arrow": "arrow", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 
 
 class FormatError(ValueError):
@@ -178,7 +180,7 @@ def group_rows(rows: Iterable[tuple[str, dict]], cols: Columns) -> Iterator[Conv
 
 
 def read_table(path: Path, delimiter: str, cols: Columns) -> Iterator[Conversation | Malformed]:
-    csv.field_size_limit(sys.maxsize)
+    csv.field_size_limit(2**31 - 1)  # a long turn is not an error
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         header = reader.fieldnames or []
@@ -235,9 +237,10 @@ def read_parlai(path: Path) -> Iterator[Conversation | Malformed]:
         yield conv  # a file may end without episode_done
 
 
-def read_hf(path: Path, cols: Columns) -> Iterator[Conversation | Malformed]:
-    """A `save_to_disk` folder, or local parquet/arrow/json/csv files, through `datasets`
-    (imported here: it is an optional extra). Never touches the hub."""
+def _hf_rows(path: Path) -> tuple[Iterator[dict], list[str]]:
+    """(rows, column names) of a save_to_disk folder (memory-mapped) or a data file (streamed:
+    no cache copy). `datasets` is imported here: it is an optional extra."""
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # local files only, never the hub
     try:
         import datasets
     except ImportError:
@@ -247,20 +250,30 @@ def read_hf(path: Path, cols: Columns) -> Iterator[Conversation | Malformed]:
     try:
         if path.is_dir():
             ds = datasets.load_from_disk(str(path))
-        else:
-            builder = _HF_FILES.get(path.suffix.lower(), path.suffix.lower().lstrip("."))
-            ds = datasets.load_dataset(builder, data_files=str(path), split="train")
+            if isinstance(ds, datasets.DatasetDict):
+                raise FormatError(f"{path}: a DatasetDict with splits {', '.join(ds)}; pass one split's folder")
+            return iter(ds), list(ds.column_names)
+        builder = _HF_BUILDERS.get(path.suffix.lower(), path.suffix.lower().lstrip("."))
+        rows = iter(datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True))
+        first = next(rows, None)
+    except FormatError:
+        raise
     except Exception as e:  # datasets raises many types; the message is what the user needs
         raise FormatError(f"{path}: datasets cannot load it ({type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    if isinstance(ds, datasets.DatasetDict):
-        raise FormatError(f"{path}: a DatasetDict with splits {', '.join(ds)}; pass one split's folder")
-    names = set(ds.column_names)
-    rows = ((f"{path}:{i + 1}", row) for i, row in enumerate(ds))
+    if first is None:
+        raise FormatError(f"{path}: no rows")
+    return itertools.chain([first], rows), list(first)
+
+
+def read_hf(path: Path, cols: Columns) -> Iterator[Conversation | Malformed]:
+    """A `save_to_disk` folder, or local parquet/arrow/json/csv files, through `datasets`."""
+    rows, names = _hf_rows(path)
+    numbered = ((f"{path}:{i + 1}", row) for i, row in enumerate(rows))
     if cols.messages in names or cols.turns in names:
-        return (parse_record(row, where, cols) for where, row in rows)
+        return (parse_record(row, where, cols) for where, row in numbered)
     if cols.text in names and cols.conversation in names:
-        return group_rows(rows, cols)
-    raise FormatError(f"{path}: no column {cols.messages!r}, {cols.turns!r} or {cols.text!r} "
-                      f"(or {cols.text!r} with {cols.conversation!r}; columns: {', '.join(ds.column_names)}); "
+        return group_rows(numbered, cols)
+    raise FormatError(f"{path}: no column {cols.messages!r} or {cols.turns!r} (or {cols.text!r} with "
+                      f"{cols.conversation!r}; columns: {', '.join(names)}); "
                       f"set --messages_col/--turns_col/--text_col/--conv_col")
