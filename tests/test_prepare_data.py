@@ -387,3 +387,17 @@ def test_chatterbot_yaml_multi_reference(tmp_path):
     assert dstc_main(["--refs", str(out / "test.refs.tsv"), "--hyp", str(hyp), "--no-meteor",
                       "--profile", "dialogpt_vshuman_off", "--json", str(tmp_path / "s.json")]) == 0
     assert json.loads((tmp_path / "s.json").read_text())["bleu"][0] > 0.9
+
+
+def test_sharegpt_through_column_flags(tmp_path):
+    """ShareGPT-style records need only the field flags: turns under `conversations`,
+    `from`/`value` keys, the assistant called `gpt`."""
+    rec = {"conversations": [{"from": "system", "value": "be brief"}, {"from": "human", "value": "hi"},
+                             {"from": "gpt", "value": "hello there"}, {"from": "human", "value": "how are you"},
+                             {"from": "gpt", "value": "fine thanks"}]}
+    src = write_lines(tmp_path / "sg.jsonl", [json.dumps(rec)])
+    assert prepare_data.main(["--input", str(src), "--out", str(tmp_path / "o"), "--turns_col", "conversations",
+                              "--speaker_col", "from", "--text_col", "value", "--assistant_speaker", "gpt",
+                              "--test_frac", "0", "--valid_frac", "0"]) == 0
+    assert (tmp_path / "o" / "train.tsv").read_text() == (
+        "0.0 hi\t1.0 hello there\n0.0 hi EOS 0.0 hello there EOS 0.0 how are you\t1.0 fine thanks\n")
