@@ -382,6 +382,11 @@ def prepare(records: Iterable, out_dir: str | Path, opts: Options | None = None,
     if opts.train_on not in TRAIN_ON or unknown or opts.system not in ("drop", "context"):
         raise PrepareError(f"bad options: train_on={opts.train_on!r}, filters={sorted(unknown)}, "
                            f"system={opts.system!r}")
+    if not (0 <= opts.valid_frac and 0 <= opts.test_frac and opts.valid_frac + opts.test_frac < 1):
+        raise PrepareError(f"--valid_frac {opts.valid_frac} and --test_frac {opts.test_frac} must be >= 0 "
+                           f"and leave some conversations for training")
+    if opts.max_seq_len < 16:
+        raise PrepareError(f"--max_seq_len {opts.max_seq_len} is too small (>= 16)")
     tok = tokenizer if tokenizer is not None else load_tokenizer()
     s, held, seen = Summary(), HeldOut(), SeenSet() if opts.dedup else None
     out, t0, c0 = Path(out_dir), time.time(), time.process_time()
