@@ -18,7 +18,8 @@ nothing (prepro's overflow windows are longer than max_seq_len and would be disc
 that cannot follow its predecessor within the budget starts a new segment (it is not trained);
 a turn longer than the budget alone is skipped. Both are counted.
 
-Held-out split. `n_test` conversations, chosen with `random.Random(seed)`, never reach train.tsv.
+Held-out split. The `n_test` conversations with the lowest seeded hash of their id
+(lsp_data.conversations.split_value, the split prepare_data.py uses) never reach train.tsv.
 From each, one target turn (<= 48 tokens) at a random position >= 1 is the reference; its
 context is the up to `max_context_turns` turns before it, oldest dropped until it fits
 `max_context_tokens` (leaving room to generate within n_positions). Written as:
@@ -32,16 +33,16 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 from pathlib import Path
 
 from lsp_io.atomic import atomic_file
+from lsp_data.conversations import clean_text, split_value, write_heldout, write_summary
+from lsp_data.tsv import format_line as tsv_line
 from lsp_model.tokenizer import encode_batch, file_sha256, load_tokenizer
 
 FILES = ("train.tsv", "test.contexts.tsv", "test.refs.tsv", "data.json")
-_WS = re.compile(r"\s+")
-_EOS_WORD = re.compile(r"(?<!\S)EOS(?!\S)")
+clean_turn = clean_text
 
 
 class DataError(ValueError):
@@ -54,10 +55,6 @@ def dataset_path() -> Path:
     except ImportError:
         raise DataError("the chitchat-dataset package is not installed (pip install chitchat-dataset)") from None
     return Path(chitchat_dataset.__file__).parent / "dataset.json"
-
-
-def clean_turn(text: str) -> str:
-    return _EOS_WORD.sub("eos", _WS.sub(" ", text).strip())
 
 
 def load_conversations(path: str | Path | None = None) -> dict[str, list[str]]:
@@ -81,9 +78,8 @@ def load_conversations(path: str | Path | None = None) -> dict[str, list[str]]:
 
 
 def split_ids(ids: list[str], n_test: int, seed: int) -> tuple[list[str], list[str]]:
-    """(train ids, test ids): a seeded sample of conversations (with >= 2 turns) held out."""
-    eligible = sorted(ids)
-    test = set(random.Random(seed).sample(eligible, min(n_test, len(eligible))))
+    """(train ids, test ids): the n_test ids with the lowest seeded hash held out."""
+    test = set(sorted(ids, key=lambda i: (split_value(i, seed), i))[:n_test])
     return [i for i in ids if i not in test], [i for i in ids if i in test]
 
 
@@ -120,8 +116,7 @@ def segments(lens: list[int], max_len: int) -> tuple[list[tuple[int, int]], int,
 
 def format_line(turns: list[str]) -> str:
     """`0.0 t0 EOS 1.0 t1 ... <TAB> 1.0 tN`: the first turn is context, every later one a target."""
-    src = " EOS ".join(["0.0 " + turns[0]] + ["1.0 " + t for t in turns[1:-1]])
-    return f"{src}\t1.0 {turns[-1]}"
+    return tsv_line(turns, [0.0] + [1.0] * (len(turns) - 1))
 
 
 def test_example(turns: list[str], lens: list[int], rng: random.Random, max_context_turns: int,
@@ -181,17 +176,13 @@ def convert(out_dir: str | Path, n_test: int = 200, seed: int = 42, max_seq_len:
         ex = test_example(turns, [len(x) for x in encode_batch(tok, turns)], rng,
                           max_context_turns, max_context_tokens)
         if ex is not None:
-            examples.append((f"{cid}:{ex[0]}", " EOS ".join(ex[1]), ex[2]))
+            examples.append((f"{cid}:{ex[0]}", ex[1], [ex[2]]))
     if not examples:
         raise DataError(f"{src}: no held-out context fits max_context_tokens={max_context_tokens}")
-    with atomic_file(out / "test.contexts.tsv", "w") as f:
-        f.writelines(f"{key}\t{ctx}\n" for key, ctx, _ in examples)
-    with atomic_file(out / "test.refs.tsv", "w") as f:
-        f.writelines(f"{ctx}\t{ref}\n" for _, ctx, ref in examples)
+    write_heldout(out, examples)
     stats["test_examples"] = len(examples)
     stats["train_sha256"] = file_sha256(out / "train.tsv")
-    with atomic_file(out / "data.json", "w") as f:
-        f.write(json.dumps(stats, indent=2) + "\n")
+    write_summary(out, stats)
     return stats
 
 

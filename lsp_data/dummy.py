@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 
 from lsp_io.atomic import atomic_file
+from lsp_data.conversations import write_heldout, write_summary
+from lsp_data.tsv import format_line
 
 PLACES = ["seattle", "new york", "london", "paris", "tokyo", "beijing", "berlin", "boston", "chicago",
           "the city", "a small town", "the countryside"]
@@ -63,16 +65,12 @@ def generate(out_dir: str | Path, n_lines: int = 10000, n_test: int = 60, n_refs
         raise ValueError(f"n_lines, n_test and n_refs must be >= 1 (got {n_lines}, {n_test}, {n_refs})")
     out = Path(out_dir)
     with atomic_file(out / "train.tsv", "w") as f:
-        f.writelines(f"0.0 {q}\t1.0 {a}\n" for q, a in pairs(n_lines, seed))
+        f.writelines(format_line([q, a], [0.0, 1.0]) + "\n" for q, a in pairs(n_lines, seed))
     rng = random.Random(seed + 1)
     tests = [QUESTIONS[i % len(QUESTIONS)] for i in range(n_test)]
-    with atomic_file(out / "test.contexts.tsv", "w") as f:
-        f.writelines(f"dummy:{i}\t{q}\n" for i, q in enumerate(tests))
-    with atomic_file(out / "test.refs.tsv", "w") as f:
-        f.writelines(q + "".join("\t" + answer(q, rng) for _ in range(n_refs)) + "\n" for q in tests)
+    write_heldout(out, [(f"dummy:{i}", [q], [answer(q, rng) for _ in range(n_refs)]) for i, q in enumerate(tests)])
     stats = dict(source="dummy", train_lines=n_lines, test_examples=n_test, n_refs=n_refs, seed=seed)
-    with atomic_file(out / "data.json", "w") as f:
-        f.write(json.dumps(stats, indent=2) + "\n")
+    write_summary(out, stats)
     return stats
 
 

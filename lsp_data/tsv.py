@@ -104,3 +104,21 @@ def parse_line(line: str, seen: dict | None = None) -> tuple[list[float], list[s
     if w != 0:  # a zero-weight target is dropped, so its line often ends with < 2 turns
         turns.append((w, text))
     return [w for w, _ in turns], [t for _, t in turns]
+
+
+# ---------------------------------------------------------------------------------------------
+# writers: the one place that spells the training and eval line shapes (readers above)
+
+def format_line(turns: list[str], weights: list[float]) -> str:
+    """A training line `w turn EOS w turn ...<TAB>w response` (the last turn is the response).
+
+    Every turn gets an explicit weight, so a turn that starts with a number keeps it. Texts must
+    be clean (lsp_data.conversations.clean_text): no tab, newline or ` EOS `."""
+    parts = [f"{w:.1f} {t}" for w, t in zip(weights, turns)]
+    return " EOS ".join(parts[:-1]) + "\t" + parts[-1]
+
+
+def format_eval_line(context: list[str], refs: list[str]) -> str:
+    """`turn EOS turn ...<TAB>ref[<TAB>ref ...]`, no weights: LSP_train's --eval_input_file and
+    the multi-reference refs.tsv of `python -m dstc`."""
+    return " EOS ".join(context) + "".join("\t" + r for r in refs)
