@@ -22,14 +22,20 @@ import logging
 import sys
 
 from gpt2_training.args import UsageError, parse_args
-from gpt2_training.loop import TrainingDiverged, train
 
 
 def main(argv=None) -> dict:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s -   %(message)s",
                         datefmt="%m/%d/%Y %H:%M:%S", level=logging.INFO)
     try:
-        return train(parse_args(argv))
+        args = parse_args(argv)
+    except UsageError as e:
+        print(f"LSP_train.py: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    # torch and the training code only now: --help and a bad flag answer at once
+    from gpt2_training.loop import TrainingDiverged, train
+    try:
+        return train(args)
     except UsageError as e:
         print(f"LSP_train.py: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
