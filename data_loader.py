@@ -7,13 +7,14 @@ loader over a raw TSV. A library, not a command: LSP_train.py uses it. Logic in 
                                   batch_size=16, max_seq_length=128)
 See docs/data.md.
 """
-__all__ = ["BucketSampler", "BucketingDataLoader", "DistributedBucketingDataLoader",
-           "DynamicBatchingLoader", "collate"]
+_LOADERS = ("BucketSampler", "BucketingDataLoader", "DistributedBucketingDataLoader", "DynamicBatchingLoader",
+            "collate")
+__all__ = list(_LOADERS)
 
 
 def __getattr__(name):
     # loaded on first use, so running this file (or --help) does not import torch
-    if name in __all__:
+    if name in _LOADERS:
         from lsp_data import loader
         return getattr(loader, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -69,3 +69,19 @@ def test_train_help_shows_defaults_required_flags_and_booleans():
 def test_data_loader_says_what_it_is():
     r = subprocess.run([sys.executable, "data_loader.py"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "not a command" in r.stdout and "BucketingDataLoader" in r.stdout
+
+
+def test_one_boolean_vocabulary_everywhere():
+    from gpt2_training.args import parse_args
+    from lsp_io.flags import FALSE_WORDS, TRUE_WORDS, BadBoolean, parse_bool
+    from lsp_model.generation_args import parse_setting
+    from reddit_extractor.cli import boolean
+    for word in TRUE_WORDS + tuple(w.upper() for w in TRUE_WORDS):
+        assert parse_bool(word) is True and boolean(word) is True and parse_setting("x", word, False) is True
+    for word in FALSE_WORDS:
+        assert parse_bool(word) is False and boolean(word) is False and parse_setting("x", word, True) is False
+    assert boolean("") is False  # the original reddit.py's type=bool
+    with pytest.raises(BadBoolean, match="expected true or false .*got 'maybe'"):
+        parse_bool("maybe")
+    base = ["--model_name_or_path", "m", "--train_input_file", "d", "--output_dir", "o"]
+    assert parse_args(base + ["--fp16", "Off", "--pbar", "1"]).fp16 is False
