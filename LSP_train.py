@@ -21,16 +21,22 @@ See docs/training.md for every flag and the output files.
 import logging
 import sys
 
-from gpt2_training.args import parse_args
-from gpt2_training.failures import failure
-from gpt2_training.loop import train
+from gpt2_training.args import UsageError, parse_args
 
 
 def main(argv=None) -> dict:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s -   %(message)s",
                         datefmt="%m/%d/%Y %H:%M:%S", level=logging.INFO)
     try:
-        return train(parse_args(argv))
+        args = parse_args(argv)
+    except UsageError as e:
+        print(f"LSP_train.py: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    # torch and the training code only now: --help and a bad flag answer at once
+    from gpt2_training.failures import failure
+    from gpt2_training.loop import train
+    try:
+        return train(args)
     except Exception as e:  # one line and the exit status docs/training.md documents; a bug keeps its traceback
         code = failure(e)
         if code is None:

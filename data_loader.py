@@ -1,7 +1,27 @@
 """The original's data_loader module: bucketing train loaders over the prepro DB and the eval
-loader over a raw TSV. Logic in lsp_data/loader.py."""
-from lsp_data.loader import (BucketSampler, BucketingDataLoader, DistributedBucketingDataLoader,  # noqa: F401
-                             DynamicBatchingLoader, collate)
+loader over a raw TSV. A library, not a command: LSP_train.py uses it. Logic in lsp_data/loader.py.
 
-__all__ = ["BucketSampler", "BucketingDataLoader", "DistributedBucketingDataLoader",
-           "DynamicBatchingLoader", "collate"]
+    from data_loader import BucketingDataLoader, DynamicBatchingLoader
+    train = BucketingDataLoader("data/train.128len.db", batch_size=16, max_seq_len=128)
+    valid = DynamicBatchingLoader("data/dummy_data.tsv", tokenizer, normalize_data=True,
+                                  batch_size=16, max_seq_length=128)
+See docs/data.md.
+"""
+_LOADERS = ("BucketSampler", "BucketingDataLoader", "DistributedBucketingDataLoader", "DynamicBatchingLoader",
+            "collate")
+__all__ = list(_LOADERS)
+
+
+def __getattr__(name):
+    # loaded on first use, so running this file (or --help) does not import torch
+    if name in _LOADERS:
+        from lsp_data import loader
+        return getattr(loader, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if __name__ == "__main__":
+    import argparse
+    argparse.ArgumentParser(prog="data_loader.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    print(__doc__.strip())

@@ -18,15 +18,11 @@ import json
 import signal
 import sys
 
-import torch
-from tqdm import tqdm
-
 from lsp_io.atomic import atomic_file
-from lsp_model.chat import clean_hypothesis, encode_context, fit_context, read_contexts
-from lsp_model.checkpoint import CheckpointError, load_model
-from lsp_model.generate import add_generation_args, batch_order, check_vocab, gen_config_from_args, generate
-from lsp_model.mmi import rerank_batch
-from lsp_model.tokenizer import TokenizerNotFound, decode, encode_batch, eos_id, load_tokenizer, tokenizer_identity
+from lsp_model.generation_args import add_generation_args, gen_config_from_args
+
+# torch, transformers and the model code are imported in main(), after the arguments are
+# parsed: --help and a bad flag answer at once instead of after seconds of imports.
 
 
 def parse_args(argv=None):
@@ -40,7 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--input_format", choices=["auto", "dstc", "tsv"], default="auto")
     p.add_argument("--sort_keys", action="store_true", help="write in sorted key order (DSTC evaluator)")
     p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     m = p.add_argument_group("MMI reranking")
     m.add_argument("--reverse_model", help="reverse (prepro --reverse) checkpoint: rerank candidates by it")
@@ -50,31 +46,6 @@ def parse_args(argv=None):
     m.add_argument("--mmi_batch_size", type=int, default=32, help="reverse-model rows per forward pass")
     add_generation_args(p)
     return p.parse_args(argv)
-
-
-def load_decoder(model_path, tokenizer_path=None, config=None, device="cpu"):
-    """(model in eval mode, tokenizer, eos id, usable vocab size), vocabularies checked."""
-    model = load_model(model_path, config=config).to(device).eval()
-    tok = load_tokenizer(tokenizer_path or model_path)
-    vocab = check_vocab(model, tok, source=f"{model_path} with tokenizer {tokenizer_path or model_path}")
-    return model, tok, eos_id(tok), vocab
-
-
-def mmi_setup(args, tok, cfg):
-    """The reverse model, its EOS, an id converter, and the generation config drawing candidates."""
-    if cfg.num_beams > 1:
-        cfg.num_return_sequences = cfg.num_beams
-    elif cfg.do_sample:
-        cfg.num_return_sequences = args.num_candidates
-    else:
-        raise ValueError("MMI needs several candidates: use sampling (--do_sample / --preset topk) or beam search")
-    rev, rtok, reos, _ = load_decoder(args.reverse_model, args.reverse_tokenizer or args.reverse_model, None, args.device)
-    if tokenizer_identity(rtok) == tokenizer_identity(tok):
-        conv = None
-    else:  # a reverse model with another vocabulary: go through text
-        def conv(ids):
-            return encode_batch(rtok, [decode(tok, ids)])[0]
-    return rev, reos, conv
 
 
 def write_outputs(args, results, order):
@@ -96,33 +67,75 @@ def write_outputs(args, results, order):
     return len(done)
 
 
+def setup(args):
+    """(decoding config, contexts, (model, tokenizer, eos, vocab), MMI reranker or None)."""
+    from lsp_data.contexts import read_contexts
+    from lsp_model.decoding import candidates_config, default_device, load_decoder, load_reranker
+    cfg = gen_config_from_args(args)
+    contexts, fmt = read_contexts(args.input, args.input_format)
+    if args.sort_keys and fmt != "dstc":
+        raise ValueError(f"{args.input}: --sort_keys needs keys (DSTC format), but the input is {fmt}")
+    device = args.device or default_device()
+    model, tok, eos, vocab = load_decoder(args.model, args.tokenizer, args.config, device)
+    reverse = None
+    if args.reverse_model:
+        cfg = candidates_config(cfg, args.num_candidates)
+        if cfg is None:
+            raise ValueError("MMI needs several candidates: use sampling (--do_sample / --preset topk) or beam search")
+        reverse = load_reranker(args.reverse_model, args.reverse_tokenizer, tok, device, args.mmi_lambda,
+                                args.mmi_batch_size)
+    max_ctx = model.config.n_positions - cfg.max_new_tokens
+    if max_ctx < 1:
+        raise ValueError(f"max_new_tokens {cfg.max_new_tokens} leaves no room for a context in "
+                         f"n_positions {model.config.n_positions}")
+    return cfg, contexts, (model, tok, eos, vocab), reverse
+
+
+def encode_all(args, contexts, tok, eos, max_ctx, n_positions):
+    """Token ids of every context, cut from the left to max_ctx; (ids, cut flags)."""
+    from lsp_model.chat import encode_context, fit_context
+    ids, flags = [], []
+    for c in contexts:
+        x, was_cut = fit_context(encode_context(tok, c.turns, eos), max_ctx)
+        if was_cut and not any(flags):
+            print(f"note: {args.input}:{c.line}: context longer than {max_ctx} tokens (n_positions "
+                  f"{n_positions} - max_new_tokens {n_positions - max_ctx}); cut from the left "
+                  "(further cuts are counted)", file=sys.stderr)
+        flags.append(was_cut)
+        ids.append(x)
+    return ids, flags
+
+
+def result_row(tok, context, hs, was_cut, mmi: bool) -> dict:
+    """The output record of one context from its hypotheses, best first."""
+    from lsp_model.chat import clean_hypothesis
+    from lsp_model.tokenizer import decode
+    best = hs[0]
+    row = {"line": context.line, "key": context.key, "context": context.turns,
+           "hypothesis": clean_hypothesis(decode(tok, best["ids"])),
+           "n_tokens": len(best["ids"]), "logprob": best["logprob"], "score": best["score"],
+           "finished": best["finished"], "context_cut": was_cut}
+    if mmi:
+        row["mmi_score"] = best["mmi_score"]
+        row["candidates"] = [{"text": clean_hypothesis(decode(tok, h["ids"])), "logprob": h["logprob"],
+                              "reverse_logprob": h["reverse_logprob"], "mmi_score": h["mmi_score"]} for h in hs]
+    return row
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from tqdm import tqdm
+
+    from lsp_model.checkpoint import CheckpointError
+    from lsp_model.generate import batch_order, generate
+    from lsp_model.tokenizer import TokenizerNotFound, encode_batch
     try:
-        cfg = gen_config_from_args(args)
-        contexts, fmt = read_contexts(args.input, args.input_format)
-        if args.sort_keys and fmt != "dstc":
-            raise ValueError(f"{args.input}: --sort_keys needs keys (DSTC format), but the input is {fmt}")
-        model, tok, eos, vocab = load_decoder(args.model, args.tokenizer, args.config, args.device)
-        reverse = mmi_setup(args, tok, cfg) if args.reverse_model else None
+        cfg, contexts, (model, tok, eos, vocab), reverse = setup(args)
     except (ValueError, OSError, CheckpointError, TokenizerNotFound) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     max_ctx = model.config.n_positions - cfg.max_new_tokens
-    if max_ctx < 1:
-        print(f"error: max_new_tokens {cfg.max_new_tokens} leaves no room for a context in "
-              f"n_positions {model.config.n_positions}", file=sys.stderr)
-        return 2
-    ids, cut, flags = [], 0, []
-    for c in contexts:
-        x, was_cut = fit_context(encode_context(tok, c.turns, eos), max_ctx)
-        if was_cut and cut == 0:
-            print(f"note: {args.input}:{c.line}: context longer than {max_ctx} tokens (n_positions "
-                  f"{model.config.n_positions} - max_new_tokens {cfg.max_new_tokens}); cut from the left "
-                  "(further cuts are counted)", file=sys.stderr)
-        cut += was_cut
-        flags.append(was_cut)
-        ids.append(x)
+    ids, flags = encode_all(args, contexts, tok, eos, max_ctx, model.config.n_positions)
     order = list(range(len(contexts)))
     if args.sort_keys:
         order.sort(key=lambda i: contexts[i].key)
@@ -133,20 +146,9 @@ def main(argv=None) -> int:
             idx = [order[j] for j in batch]
             hyps = generate(model, [ids[i] for i in idx], cfg, eos, vocab, indices=idx)
             if reverse is not None:
-                rev, reos, conv = reverse
-                turns = [encode_batch(tok, contexts[i].turns) for i in idx]
-                hyps = rerank_batch(rev, turns, hyps, reos, args.mmi_lambda, args.mmi_batch_size, conv)
+                hyps = reverse([encode_batch(tok, contexts[i].turns) for i in idx], hyps)
             for i, hs in zip(idx, hyps):
-                best = hs[0]
-                results[i] = {"line": contexts[i].line, "key": contexts[i].key, "context": contexts[i].turns,
-                              "hypothesis": clean_hypothesis(decode(tok, best["ids"])),
-                              "n_tokens": len(best["ids"]), "logprob": best["logprob"], "score": best["score"],
-                              "finished": best["finished"], "context_cut": flags[i]}
-                if reverse is not None:
-                    results[i]["mmi_score"] = best["mmi_score"]
-                    results[i]["candidates"] = [{"text": clean_hypothesis(decode(tok, h["ids"])), "logprob": h["logprob"],
-                                                 "reverse_logprob": h["reverse_logprob"], "mmi_score": h["mmi_score"]}
-                                                for h in hs]
+                results[i] = result_row(tok, contexts[i], hs, flags[i], reverse is not None)
             bar.update(len(idx))
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the write short
@@ -158,8 +160,9 @@ def main(argv=None) -> int:
         return 130
     bar.close()
     write_outputs(args, results, order)
-    if cut:
-        print(f"note: {cut} of {len(contexts)} contexts were cut from the left to {max_ctx} tokens", file=sys.stderr)
+    if any(flags):
+        print(f"note: {sum(flags)} of {len(contexts)} contexts were cut from the left to {max_ctx} tokens",
+              file=sys.stderr)
     print(f"wrote {len(contexts)} hypotheses to {args.output}", file=sys.stderr)
     return 0
 

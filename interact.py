@@ -7,22 +7,17 @@
 The history is kept as token ids and trimmed to --history_budget tokens (oldest turns first):
 long histories make replies shrink and repeat (DialoGPT #84). Type /help for the commands
 (/reset, /set NAME VALUE, /preset NAME, /settings, /history, /quit). Without --preset or
-sampling flags the `nucleus` preset is used. See docs/decoding.md.
+sampling flags the `nucleus` preset is used. Empty lines are ignored. See docs/decoding.md.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
-import torch
+from lsp_model.generation_args import add_generation_args, gen_config_from_args
 
-from decode import load_decoder
-from lsp_model.chat import History, clean_hypothesis, history_context, run_command
-from lsp_model.checkpoint import CheckpointError
-from lsp_model.generate import add_generation_args, gen_config_from_args, generate
-from lsp_model.mmi import rerank
-from lsp_model.tokenizer import TokenizerNotFound, decode, encode, encode_batch, tokenizer_identity
+# torch, transformers and the model code are imported in main(), after the arguments are
+# parsed: --help and a bad flag answer at once instead of after seconds of imports.
 
 
 def parse_args(argv=None):
@@ -30,7 +25,7 @@ def parse_args(argv=None):
     p.add_argument("--model", required=True, help="checkpoint: .pkl, transformers dir, run folder")
     p.add_argument("--tokenizer", help="default: the model's folder, else GPT-2")
     p.add_argument("--config", help="config.json overriding the checkpoint's")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
     p.add_argument("--history_budget", type=int, default=256, help="max context tokens the model sees")
     p.add_argument("--reverse_model", help="reverse checkpoint for MMI reranking")
     p.add_argument("--reverse_tokenizer")
@@ -44,7 +39,8 @@ def parse_args(argv=None):
 
 
 def lines(tty: bool):
-    """User lines: a prompt on a terminal; plain lines (no prompt) when stdin is piped."""
+    """User lines, empty ones skipped: a prompt on a terminal; plain lines (no prompt) when stdin
+    is piped."""
     while True:
         try:
             line = input("you> ") if tty else sys.stdin.readline()
@@ -52,46 +48,31 @@ def lines(tty: bool):
             return
         if not tty and line == "":
             return
-        yield line.rstrip("\r\n")
-
-
-def reply(model, tok, eos, vocab, cfg, history: History, budget: int, turn: int, mmi=None) -> tuple[list[int], int]:
-    """Generate the bot's reply to the history; returns (reply ids, old turns left out)."""
-    max_ctx = min(budget, model.config.n_positions - cfg.max_new_tokens)
-    ctx, dropped = history_context(history.turns, eos, max_ctx)
-    if mmi is not None:
-        rev, reos, conv, lam, n = mmi
-        if cfg.num_beams > 1:
-            cfg = dataclasses.replace(cfg, num_return_sequences=cfg.num_beams)
-        elif cfg.do_sample:
-            cfg = dataclasses.replace(cfg, num_return_sequences=n)
-        else:
-            mmi = None  # greedy gives one candidate: nothing to rerank
-    hyps = generate(model, [ctx], cfg, eos, vocab, indices=[turn])[0]
-    if mmi is not None:
-        hyps = rerank(rev, history.turns[dropped:], hyps, reos, lam, to_reverse_ids=conv)
-    return hyps[0]["ids"], dropped
+        line = line.rstrip("\r\n")
+        if line.strip():
+            yield line
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from lsp_model.chat import History, clean_hypothesis, reply, run_command
+    from lsp_model.checkpoint import CheckpointError
+    from lsp_model.decoding import default_device, load_decoder, load_reranker
+    from lsp_model.tokenizer import TokenizerNotFound, decode, encode
     try:
         cfg = gen_config_from_args(args)
-        model, tok, eos, vocab = load_decoder(args.model, args.tokenizer, args.config, args.device)
-        mmi = None
-        if args.reverse_model:
-            rev, rtok, reos, _ = load_decoder(args.reverse_model, args.reverse_tokenizer or args.reverse_model,
-                                              None, args.device)
-            conv = None if tokenizer_identity(rtok) == tokenizer_identity(tok) else (
-                lambda ids: encode_batch(rtok, [decode(tok, ids)])[0])
-            mmi = (rev, reos, conv)
+        device = args.device or default_device()
+        model, tok, eos, vocab = load_decoder(args.model, args.tokenizer, args.config, device)
+        reranker = (load_reranker(args.reverse_model, args.reverse_tokenizer, tok, device, args.mmi_lambda)
+                    if args.reverse_model else None)
     except (ValueError, OSError, CheckpointError, TokenizerNotFound) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     tty = sys.stdin.isatty()
     extra = {"history_budget": args.history_budget, "mmi_lambda": args.mmi_lambda, "num_candidates": args.num_candidates}
     if tty:
-        print("Chatting with " + args.model + (" (MMI reranking)" if mmi else "") + ". /help for commands, /quit to leave.")
+        print("Chatting with " + args.model + (" (MMI reranking)" if reranker else "") +
+              ". /help for commands, /quit to leave.")
     history, turn, warned = History(), 0, False
     try:
         for line in lines(tty):
@@ -102,8 +83,10 @@ def main(argv=None) -> int:
                     break
                 continue
             history.add(encode(tok, line.strip()))
-            m = None if mmi is None else (*mmi, extra["mmi_lambda"], extra["num_candidates"])
-            ids, dropped = reply(model, tok, eos, vocab, cfg, history, extra["history_budget"], turn, m)
+            if reranker is not None:
+                reranker.mmi_lambda = extra["mmi_lambda"]
+            ids, dropped = reply(model, eos, vocab, cfg, history, extra["history_budget"], turn,
+                                 extra["num_candidates"], reranker)
             if dropped and not warned:
                 print(f"(note: the history is over {extra['history_budget']} tokens; the oldest turns are "
                       "left out from now on)", file=sys.stderr, flush=True)

@@ -1,7 +1,8 @@
 """LSP_train.py's command line: every original flag with its default, plus the new ones.
 
 Precedence: built-in defaults < --config file (JSON or YAML) < flags given on the command line.
-String booleans as the original (`--fp16 true`); only true/false (any case) are accepted.
+String booleans as the original (`--fp16 true`), in the one vocabulary of lsp_io.flags (the
+original's true/false, any case, plus yes/no, on/off, 1/0). Light: no torch, so --help is instant.
 """
 from __future__ import annotations
 
@@ -10,24 +11,23 @@ import json
 import os
 from pathlib import Path
 
+from lsp_io.flags import parse_bool
+
+# Needed, but may come from --config; argparse requires them when no --config is given.
+REQUIRED = ("model_name_or_path", "train_input_file", "output_dir")
+
 
 class UsageError(ValueError):
     """Bad input found before training starts; printed as one line, exit status 2."""
 
 
-def boolean_string(s) -> bool:
-    if isinstance(s, bool):
-        return s
-    if str(s).lower() not in ("true", "false"):
-        raise ValueError(f"not a valid boolean string: {s!r} (use true or false)")
-    return str(s).lower() == "true"
-
-
-boolean_string.__name__ = "boolean_string"  # argparse prints "invalid boolean_string value"
+boolean_string = parse_bool  # the original's name for the flag type
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="LSP_train.py", description="Train or fine-tune DialoGPT.")
+    p = argparse.ArgumentParser(prog="LSP_train.py", description="Train or fine-tune DialoGPT.",
+                                epilog="Booleans take true or false (also yes/no, on/off, 1/0). The required "
+                                       "flags may instead come from --config. See docs/training.md.")
     a = p.add_argument
     # --- the original's flags, same names, defaults and meaning
     a("--model_name_or_path", type=str, help="folder with config.json (and vocab.json/merges.txt)")
@@ -70,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     a("--stop_after_steps", type=int, default=0,
       help="end this invocation after N updates (the schedule still uses --num_optim_steps); resume later")
     a("--device", type=str, default=None, help="force a device, e.g. cpu (default: cuda if available)")
+    for action in p._actions[1:]:  # after -h: show each flag's default, mark the required ones
+        if action.type is parse_bool:
+            action.metavar = "{true,false}"
+        if action.dest in REQUIRED:
+            note = "required"
+        elif action.default is not None and action.nargs != 0:
+            note = "default: %(default)s"
+        else:
+            continue
+        action.help = f"{action.help} ({note})" if action.help else note
     return p
 
 
@@ -96,8 +106,17 @@ def _load_config_file(path: str) -> dict:
     return cfg
 
 
+def _has_config(argv) -> bool:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    return pre.parse_known_args(argv)[0].config is not None
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
+    if not _has_config(argv):
+        for action in parser._actions:
+            action.required = action.required or action.dest in REQUIRED
     args = parser.parse_args(argv)
     if args.config:
         cfg = _load_config_file(args.config)
@@ -107,8 +126,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             raise UsageError(f"--config {args.config}: unknown keys {', '.join(unknown)}")
         parser.set_defaults(**{k.lstrip("-").replace("-", "_"): v for k, v in cfg.items()})
         args = parser.parse_args(argv)  # explicit flags win over the file's values
-        for k in ("normalize_data", "fp16", "no_token_id", "pbar", "bf16", "save_hf",
-                  "gradient_checkpointing", "tensorboard"):
+        for k in [a.dest for a in parser._actions if a.type is parse_bool]:
             try:
                 setattr(args, k, boolean_string(getattr(args, k)))
             except ValueError as e:

@@ -1,5 +1,5 @@
-"""Dialogue contexts as token ids: reading context files, encoding turns as in training, and a
-chat history trimmed to a token budget.
+"""Dialogue contexts as token ids, and the chat: encoding turns as in training, a history
+trimmed to a token budget, and the chat's /commands. (The data package reads context files.)
 
 A context is encoded as in training: turn_1 EOS turn_2 EOS ... turn_n EOS (EOS = 50256 for GPT-2),
 so the model continues with the next turn. Contexts that do not fit are cut from the LEFT (the
@@ -11,80 +11,15 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from lsp_data.tsv import LineError, split_weight
-
-from .generate import PRESETS, GenConfig, check_config
+from .decoding import candidates_config
+from .generate import generate
+from .generation_args import PRESETS, GenConfig, check_config, parse_setting, switch_preset
 from .tokenizer import decode, encode_batch
-
-TURN_SEP = " EOS "
-FORMATS = ("auto", "dstc", "tsv")
-_KEY = re.compile(r"^\S+$")
 
 
 # ---------------------------------------------------------------------------------------------
-# context files
-
-
-@dataclass
-class Context:
-    line: int                 # 1-based line in the input file
-    key: str | None           # DSTC key, None for TSV
-    turns: list[str]
-
-
-def strip_weight(turn: str) -> str:
-    """A turn's text without its leading weight, exactly as prepro parses it (a turn that starts
-    with a bare number loses it, as in prepro); an empty turn stays empty."""
-    try:
-        return split_weight(turn)[1]
-    except LineError:
-        return ""
-
-
-def split_turns(context: str, weights: bool) -> list[str]:
-    turns = [t.strip() for t in context.split(TURN_SEP)]
-    return [strip_weight(t) for t in turns] if weights else turns
-
-
-def detect_format(lines: list[str]) -> str:
-    """`dstc` when every non-empty line has >= 2 tab-separated columns and the first column is
-    one whitespace-free token (a key such as a sha224 hash); otherwise `tsv` (DialoGPT TSV: the
-    first column is the context, with optional 0.0/1.0 turn weights; later columns ignored)."""
-    rows = [ln.split("\t") for ln in lines if ln.strip()]
-    if rows and all(len(r) >= 2 and _KEY.match(r[0]) for r in rows):
-        return "dstc"
-    return "tsv"
-
-
-def read_contexts(path: str | Path, fmt: str = "auto") -> tuple[list[Context], str]:
-    """Contexts of a DSTC (`key<TAB>context[<TAB>...]`) or DialoGPT TSV (`context[<TAB>response]`)
-    file, one per line, empty lines included (an empty context). Returns (contexts, format)."""
-    path = Path(path)
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown input format {fmt!r}; choose from {', '.join(FORMATS)}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[:e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: not valid UTF-8") from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline ends the last line; it is not an extra empty context
-    lines = [ln.rstrip("\r") for ln in lines]
-    if fmt == "auto":
-        fmt = detect_format(lines)
-    out = []
-    for i, ln in enumerate(lines, 1):
-        if fmt == "dstc":
-            cols = ln.split("\t")
-            if len(cols) < 2 or not _KEY.match(cols[0]):
-                raise ValueError(f"{path}:{i}: expected 'key<TAB>context' (DSTC format), got {ln[:60]!r}")
-            out.append(Context(i, cols[0], split_turns(cols[1], weights=False)))
-        else:
-            out.append(Context(i, None, split_turns(ln.split("\t")[0], weights=True)))
-    return out, fmt
+# context encoding
 
 
 def encode_context(tok, turns: list[str], eos: int) -> list[int]:
@@ -138,30 +73,30 @@ def history_context(turns: list[list[int]], eos: int, budget: int) -> tuple[list
     return ids, len(turns) - kept
 
 
+def reply(model, eos: int, vocab: int, cfg: GenConfig, history: History, budget: int, turn: int,
+          num_candidates: int = 10, reranker=None) -> tuple[list[int], int]:
+    """The bot's reply to the history (MMI-reranked when a reranker is given and `cfg` draws
+    several candidates); returns (reply ids, number of old turns left out)."""
+    max_ctx = min(budget, model.config.n_positions - cfg.max_new_tokens)
+    ctx, dropped = history_context(history.turns, eos, max_ctx)
+    many = candidates_config(cfg, num_candidates) if reranker is not None else None
+    hyps = generate(model, [ctx], many or cfg, eos, vocab, indices=[turn])[0]
+    if many is not None:  # greedy: one candidate, nothing to rerank
+        hyps = reranker([history.turns[dropped:]], [hyps])[0]
+    return hyps[0]["ids"], dropped
+
+
 # ---------------------------------------------------------------------------------------------
 # chat commands
 
 HELP = """commands:
   /reset              forget the conversation
   /set NAME VALUE     change a decoding setting, e.g. /set top_p 0.9, /set do_sample true
-  /preset NAME        load named settings ({presets})
+  /preset NAME        replace the decoding settings by a named set ({presets})
   /settings           show the current settings
   /history            show the turns the model will see
   /help               this text
   /quit               leave (also Ctrl-D)""".format(presets=", ".join(PRESETS))
-
-
-def _parse_value(name: str, value: str, current):
-    if isinstance(current, bool):
-        if value.lower() in ("true", "1", "yes", "on"):
-            return True
-        if value.lower() in ("false", "0", "no", "off"):
-            return False
-        raise ValueError(f"{name} takes true or false, not {value!r}")
-    try:
-        return type(current)(value)
-    except ValueError:
-        raise ValueError(f"{name} takes a {type(current).__name__}, not {value!r}") from None
 
 
 def settings_text(cfg: GenConfig, extra: dict | None = None) -> str:
@@ -192,7 +127,7 @@ def run_command(line: str, cfg: GenConfig, history: History, tok=None, extra: di
     if cmd == "/preset":
         if len(args) != 1 or args[0] not in PRESETS:
             return f"usage: /preset NAME with NAME one of {', '.join(PRESETS)}", cfg, False
-        new = dataclasses.replace(cfg, **PRESETS[args[0]])
+        new = switch_preset(cfg, args[0])
         return f"preset {args[0]}:\n" + settings_text(new), new, False
     if cmd == "/set":
         if len(args) != 2:
@@ -200,11 +135,11 @@ def run_command(line: str, cfg: GenConfig, history: History, tok=None, extra: di
         name, value = args
         try:
             if name in extra:
-                extra[name] = _parse_value(name, value, extra[name])
+                extra[name] = parse_setting(name, value, extra[name])
                 return f"{name} = {extra[name]}", cfg, False
             if name not in {f.name for f in dataclasses.fields(GenConfig)}:
                 return f"unknown setting {name!r}; see /settings", cfg, False
-            new = dataclasses.replace(cfg, **{name: _parse_value(name, value, getattr(cfg, name))})
+            new = dataclasses.replace(cfg, **{name: parse_setting(name, value, getattr(cfg, name))})
             check_config(new)
         except ValueError as e:
             return f"not changed: {e}", cfg, False

@@ -15,15 +15,16 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
-from .checkpoint import CheckpointError, load_model, save_original_pkl, save_pretrained
-from .tokenizer import TokenizerNotFound, load_tokenizer
+# torch and the checkpoint code are imported after the arguments are parsed (--help is instant)
 
 PKL_SUFFIXES = (".pkl", ".pt", ".bin")
 
 
 def convert(src: str, dst: str, config: str | None = None, fp16: bool = False, overwrite: bool = False) -> Path:
+    import torch
+
+    from .checkpoint import load_model, save_original_pkl, save_pretrained
+    from .tokenizer import load_tokenizer
     model = load_model(src, config=config)
     out = Path(dst)
     if out.exists() and not overwrite:
@@ -42,6 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fp16", action="store_true", help="write float16 weights, like the released .pkl files")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .tokenizer import TokenizerNotFound
     try:
         out = convert(args.src, args.dst, args.config, args.fp16, args.overwrite)
     except (CheckpointError, FileNotFoundError, FileExistsError, TokenizerNotFound, ValueError) as e:

@@ -267,7 +267,7 @@ def split_held_out(raw: Path, files: dict[str, Path], n_test: int, seed: int) ->
     """Stream `raw` into train.tsv, holding out about n_test lines chosen by a seeded hash
     (one pass, constant memory: the full set is ~27 GB)."""
     from lsp_io.atomic import atomic_file
-    from lsp_model.chat import strip_weight
+    from lsp_data.contexts import strip_weight
     total = count_lines(raw)
     rate = max(1, total // max(1, 2 * n_test))  # hold out ~1/rate of the lines, stop at n_test
     tests, kept = [], 0

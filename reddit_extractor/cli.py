@@ -14,6 +14,8 @@ import argparse
 import os
 import sys
 
+from lsp_io.flags import parse_bool
+
 from .checks import check_manifest, manifest_entry
 from .dumps import DumpError, find_dump
 from .keys import load_hashes, load_pairs
@@ -27,12 +29,8 @@ ORIGINAL_ARGS = ('dump_name', 'bl_words', 'ignore_keys', 'keep_keys', 'discard_t
 
 
 def boolean(text):
-    v = str(text).strip().lower()
-    if v in ('1', 'true', 't', 'yes', 'y', 'on'):
-        return True
-    if v in ('0', 'false', 'f', 'no', 'n', 'off', ''):
-        return False
-    raise argparse.ArgumentTypeError('expected a boolean (true/false), got %r' % text)
+    """lsp_io's one boolean vocabulary; '' is False, as the original's type=bool made it."""
+    return False if str(text).strip() == '' else parse_bool(text)
 
 
 def month_parser():

@@ -1,4 +1,4 @@
-"""Shared fixtures: where ../shared lives, and a skip with a reason when it does not."""
+"""Shared fixtures: the golden set (the full one beside the clone, else the copy in tests/golden)."""
 import os
 from pathlib import Path
 
@@ -7,16 +7,28 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def shared_path() -> Path:
-    return Path(os.environ.get("DIALOGPT_SHARED", REPO.parent / "shared"))
+def shared_path() -> Path | None:
+    """The full set (a folder holding golden/ and data/): $DIALOGPT_SHARED when set, else
+    ../shared beside the clone; None when that has no golden/ (then tests/golden is used, so
+    DIALOGPT_SHARED=/nonexistent forces the bundled copy)."""
+    p = Path(os.environ["DIALOGPT_SHARED"]) if "DIALOGPT_SHARED" in os.environ else REPO.parent / "shared"
+    return p if (p / "golden").is_dir() else None
+
+
+def pytest_report_header(config):
+    p = shared_path()
+    return f"golden set: {p / 'golden' if p else REPO / 'tests' / 'golden (bundled copy)'}"
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
+def shared_dir(tmp_path_factory) -> Path:
+    """The full set when found (a held-back twin set is swapped in there), else the copy bundled
+    in tests/golden and tests/data, unpacked once per session (tests/golden_store.py)."""
     p = shared_path()
-    if not (p / "golden").is_dir():
-        pytest.skip(f"shared golden data not found at {p} (set DIALOGPT_SHARED)")
-    return p
+    if p is not None:
+        return p
+    from golden_store import unpack
+    return unpack(REPO / "tests", tmp_path_factory.mktemp("golden_set"))
 
 
 @pytest.fixture(scope="session")

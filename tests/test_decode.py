@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lsp_model.chat import (clean_hypothesis, detect_format, encode_context, fit_context, read_contexts,
-                            strip_weight)
+from lsp_data.contexts import detect_format, read_contexts, strip_weight
+from lsp_model.chat import clean_hypothesis, encode_context, fit_context
 from lsp_model.checkpoint import load_model
 from lsp_model.generate import (GenConfig, banned_ngram_mask, batch_order, generate, left_pad, make_gen_config,
                                 positions_from_mask, sampling_filter)

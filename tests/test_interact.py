@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from lsp_model.chat import History, history_context, run_command
-from lsp_model.generate import GenConfig
+from lsp_model.generation_args import GenConfig, make_gen_config
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -35,6 +35,7 @@ def test_commands():
     assert run_command("/set history_budget 64", cfg, h, extra=extra)[0] == "history_budget = 64"
     assert extra["history_budget"] == 64
     assert run_command("/preset dstc_beam", cfg, h, extra=extra)[1].num_beams == 10
+    assert "not changed: do_sample takes true or false" in run_command("/set do_sample maybe", cfg, h, extra=extra)[0]
     assert "top_p = 1.0" in run_command("/settings", cfg, h, extra=extra)[0]
     assert "/reset" in run_command("/help", cfg, h)[0]
     run_command("/reset", cfg, h)
@@ -43,10 +44,21 @@ def test_commands():
     assert "unknown command" in run_command("/frobnicate", cfg, h)[0]
 
 
+def test_preset_replaces_every_decoding_setting_but_the_seed():
+    h = History()
+    nucleus = make_gen_config("nucleus", seed=7, max_new_tokens=20, repetition_penalty=1.3)
+    msg, greedy, _ = run_command("/preset greedy", nucleus, h)
+    assert greedy == make_gen_config("greedy", seed=7)
+    assert (greedy.top_p, greedy.no_repeat_ngram_size, greedy.temperature, greedy.do_sample) == (1.0, 0, 1.0, False)
+    assert greedy.max_new_tokens == 64 and greedy.repetition_penalty == 1.0
+    assert "top_p = 1.0" in msg and "no_repeat_ngram_size = 0" in msg
+    assert run_command("/preset nucleus", greedy, h)[1] == make_gen_config("nucleus", seed=7)
+
+
 def test_piped_chat(tiny_dialogue_models):
     pairs = tiny_dialogue_models["pairs"]
     script = "\n".join([pairs[0][0][0], "/set max_new_tokens 5", "/settings", pairs[1][0][0], "/reset", "",
-                        "/quit", "never read"]) + "\n"
+                        "   ", pairs[2][0][0], "/quit", "never read"]) + "\n"
     r = subprocess.run([sys.executable, "interact.py", "--model", str(tiny_dialogue_models["forward"]),
                         "--reverse_model", str(tiny_dialogue_models["reverse"]), "--preset", "topk"],
                        input=script, capture_output=True, text=True, cwd=REPO, env=ENV, timeout=120)
@@ -55,7 +67,7 @@ def test_piped_chat(tiny_dialogue_models):
     assert out[1] == "max_new_tokens = 5"
     assert out[2] == "  max_new_tokens = 5"
     rest = [x for x in out[2:] if not x.startswith("  ")]   # after the settings block
-    assert rest[1] == "history cleared" and rest[3] == "bye" and len(rest) == 4
+    assert rest[1] == "history cleared" and rest[3] == "bye" and len(rest) == 4  # empty lines: no reply
     replies = [out[0], rest[0], rest[2]]
     assert all(replies) and "never read" not in r.stdout
     assert len(replies[1].split()) <= 5
@@ -83,6 +95,8 @@ def test_pty_chat(tiny_dialogue_models):
         return head
 
     try:
+        expect(b"you> ")
+        os.write(fd, b"\n")                      # an empty line: ignored, prompted again
         expect(b"you> ")
         os.write(fd, tiny_dialogue_models["pairs"][2][0][0].encode() + b"\n")
         expect(b"bot> ")

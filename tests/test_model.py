@@ -16,9 +16,11 @@ def rel(a, b):
 @pytest.fixture(scope="module")
 def gm(golden):
     d = golden / "model"
+    out = torch.load(d / "outputs.pt", weights_only=True)
+    if "logits_first2" in out:  # the full set: compare the columns the bundled copy keeps
+        out["logits_first2_every32"] = out.pop("logits_first2")[..., ::32]
     return dict(model=load_model(d / "init.pkl", config=d / "config.json"),
-                batch=torch.load(d / "batch.pt", weights_only=True),
-                out=torch.load(d / "outputs.pt", weights_only=True),
+                batch=torch.load(d / "batch.pt", weights_only=True), out=out,
                 grads=json.loads((d / "grads.json").read_text()), dir=d)
 
 
@@ -54,7 +56,7 @@ def test_logits(gm):
     with torch.no_grad():
         logits = forward_logits(m, b["input_ids"], b["position_ids"])
     # includes the collate padding of row 0 (positions 24..31): the whole row is attended causally
-    assert (logits[:2, :32] - o["logits_first2"]).abs().max() < 1e-5
+    assert (logits[:2, :32, ::32] - o["logits_first2_every32"]).abs().max() < 1e-5
     assert rel(logits.double().logsumexp(-1), o["logits_logsumexp"]) < 1e-5
     assert torch.equal(logits.argmax(-1), o["logits_argmax"])
     assert (token_nll(logits, b["labels"]) - o["token_ce"]).abs().max() < 1e-4
