@@ -43,7 +43,9 @@ def parse_args(argv=None):
     s.add_argument("--api-key", "--api_key", dest="api_key", default=os.environ.get("DIALOGPT_API_KEY"),
                    help="require this bearer key on /v1 (default $DIALOGPT_API_KEY; unset = open)")
     s.add_argument("--max_batch", type=int, default=32, help="requests per generate call (1 = no batching)")
-    s.add_argument("--batch_wait_ms", type=float, default=5.0, help="how long a request waits for company")
+    s.add_argument("--batch_wait_ms", type=float, default=5.0,
+                   help="a batch starts when no request came for this long (a burst is over) ...")
+    s.add_argument("--batch_max_wait_ms", type=float, default=50.0, help="... or its oldest request waited this long")
     s.add_argument("--max_queue", type=int, default=128, help="waiting requests before new ones get 429")
     s.add_argument("--timeout", type=float, default=60.0, help="seconds a request may wait and run")
     s.add_argument("--max_request_bytes", type=int, default=1 << 20)
@@ -73,7 +75,8 @@ def build(args):
         rev, reos, conv = mmi_setup(args, tok, dataclasses.replace(cfg))
         mmi = MMI(rev, reos, conv, args.mmi_lambda, args.num_candidates)
     engine = Engine(model, tok, eos, vocab, cfg, args.history_budget, mmi)
-    batcher = Batcher(engine.run, args.max_batch, args.batch_wait_ms / 1000, args.max_queue)
+    batcher = Batcher(engine.run, args.max_batch, args.batch_wait_ms / 1000, args.max_queue,
+                      args.batch_max_wait_ms / 1000)
     name = args.model_name or Path(args.model.rstrip("/")).name
     return create_app(engine, batcher, name, args.api_key, args.timeout, args.max_request_bytes), name
 

@@ -74,8 +74,15 @@ def _error_handlers(app: FastAPI) -> None:
         return JSONResponse(APIError(500, "internal server error").body(), status_code=500)
 
 
-async def complete(engine: Engine, batcher: Batcher, job, timeout_s: float):
-    """Queue one job and wait for its reply, with the errors a client should see."""
+async def _hung_up(request: Request) -> None:
+    """Returns when the client closes the connection (the body is already read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def complete(request: Request, batcher: Batcher, job, timeout_s: float):
+    """Queue one job and wait for its reply, with the errors a client should see. A client
+    that hangs up or times out cancels its job: the worker skips it if it has not started."""
     try:
         fut = batcher.submit(job.key(), job)
     except QueueFull as e:
@@ -83,11 +90,19 @@ async def complete(engine: Engine, batcher: Batcher, job, timeout_s: float):
                        headers={"Retry-After": "1"}) from None
     except Closed as e:
         raise APIError(503, str(e), code="shutting_down") from None
+    gone = asyncio.ensure_future(_hung_up(request))
     try:
-        return await asyncio.wait_for(fut, timeout_s)  # on timeout the future is cancelled: the worker skips it
-    except asyncio.TimeoutError:
+        await asyncio.wait({fut, gone}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not fut.done():
+        fut.cancel()
+        if gone.done():
+            raise APIError(499, "the client closed the connection", code="client_closed")
         raise APIError(504, f"no reply within the server's timeout of {timeout_s:g} s", code="timeout",
-                       type="timeout_error") from None
+                       type="timeout_error")
+    try:
+        return fut.result()
     except Closed as e:
         raise APIError(503, str(e), code="shutting_down") from None
     except Exception as e:
@@ -132,7 +147,7 @@ def create_app(engine: Engine, batcher: Batcher, model_id: str, api_key: str | N
         if req.model is not None and req.model != model_id:
             raise APIError(404, f"model {req.model!r} not found; this server serves {model_id!r}", param="model",
                            code="model_not_found")
-        reply = await complete(engine, batcher, engine.prepare(req), timeout_s)
+        reply = await complete(request, batcher, engine.prepare(req), timeout_s)
         if req.stream:
             usage = req.stream_options is not None and req.stream_options.include_usage
             return StreamingResponse(stream_events(reply, model_id, usage), media_type="text/event-stream",

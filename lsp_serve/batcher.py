@@ -2,6 +2,12 @@
 runs the oldest request together with every queued request of the same batch key, up to
 `max_batch`, as one model call.
 
+The wait starts when a request is there and the worker is free, and ends when no request has
+arrived for `wait_s` (a burst is over), when `max_batch` are queued, or after `max_wait_s`. A
+lone request so waits `wait_s` only; clients that were answered together by one batch and send
+again at once (their requests trickle in over some milliseconds) join the requests that queued
+meanwhile in the next batch, instead of splitting into a batch of the queued and one of them.
+
 - The model runs off the event loop, one call at a time (a single worker thread), so the server
   keeps answering (health, refusals, streams) while it generates.
 - The queue is bounded: `submit` raises QueueFull at once when `max_queue` requests are waiting,
@@ -56,13 +62,17 @@ def _deliver(it: _Item, result) -> None:
 class Batcher:
     """`run_batch(payloads) -> results` (same length, or raises) is called on the worker thread."""
 
-    def __init__(self, run_batch, max_batch: int = 32, wait_s: float = 0.005, max_queue: int = 128):
-        if max_batch < 1 or max_queue < 1 or wait_s < 0:
-            raise ValueError("max_batch and max_queue must be >= 1 and the wait >= 0")
-        self.run_batch, self.max_batch, self.wait_s, self.max_queue = run_batch, max_batch, wait_s, max_queue
+    def __init__(self, run_batch, max_batch: int = 32, wait_s: float = 0.005, max_queue: int = 128,
+                 max_wait_s: float | None = None):
+        max_wait_s = 10 * wait_s if max_wait_s is None else max_wait_s
+        if max_batch < 1 or max_queue < 1 or not 0 <= wait_s <= max_wait_s:
+            raise ValueError("max_batch and max_queue must be >= 1 and 0 <= wait <= max wait")
+        self.run_batch, self.max_batch, self.max_queue = run_batch, max_batch, max_queue
+        self.wait_s, self.max_wait_s = wait_s, max_wait_s
         self._queue: deque[_Item] = deque()
         self._cv = threading.Condition()
         self._closed = False
+        self._free_since = 0.0           # when the worker last finished a batch
         self._thread: threading.Thread | None = None
         self.stats = {"batches": 0, "requests": 0, "refused": 0, "running": 0, "max_batch_seen": 0}
 
@@ -99,17 +109,18 @@ class Batcher:
         return fut
 
     def _take(self) -> list[_Item] | None:
-        """The next batch: wait for a request, then until the oldest has waited `wait_s` or
-        `max_batch` are queued; take the oldest and the queued ones with its key."""
+        """The next batch: wait for a request, then for the burst to end (see the module
+        docstring); take the oldest and the queued ones with its key."""
         with self._cv:
             while True:
                 while not self._queue and not self._closed:
                     self._cv.wait()
                 if self._closed:
                     return None
-                deadline = self._queue[0].t + self.wait_s
+                opened = max(self._queue[0].t, self._free_since)
                 while len(self._queue) < self.max_batch and not self._closed:
-                    left = deadline - time.monotonic()
+                    quiet = max(self._queue[-1].t, self._free_since) + self.wait_s
+                    left = min(opened + self.max_wait_s, quiet) - time.monotonic()
                     if left <= 0:
                         break
                     self._cv.wait(left)
@@ -133,6 +144,7 @@ class Batcher:
             except Exception as e:  # one bad batch fails its requests, never the worker
                 results = [e] * len(batch)
             self.stats["running"] = 0
+            self._free_since = time.monotonic()
             self.stats["batches"] += 1
             self.stats["requests"] += len(batch)
             self.stats["max_batch_seen"] = max(self.stats["max_batch_seen"], len(batch))

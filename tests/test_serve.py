@@ -8,10 +8,12 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import httpx
 import openai
 import pytest
+from fastapi import Request
 from fastapi.testclient import TestClient
 
 from lsp_model.chat import clean_hypothesis, history_context
@@ -19,7 +21,7 @@ from lsp_model.checkpoint import load_model
 from lsp_model.generate import generate, make_gen_config
 from lsp_model.mmi import rerank_batch
 from lsp_model.tokenizer import decode, encode, eos_id, load_tokenizer
-from lsp_serve.app import create_app
+from lsp_serve.app import complete, create_app
 from lsp_serve.batcher import Batcher, QueueFull
 from lsp_serve.engine import MMI, Engine, token_pieces
 from lsp_serve.launch import Server
@@ -268,6 +270,34 @@ def test_batcher_refuses_at_once_when_full_and_skips_abandoned_requests():
 
     seen = asyncio.run(main())
     assert ["b"] not in seen and "b" not in sum(seen, [])
+
+
+def test_a_client_that_hangs_up_is_cancelled_before_it_runs():
+    release, seen = threading.Event(), []
+
+    def run(payloads):
+        seen.extend(payloads)
+        release.wait(5)
+        return payloads
+
+    async def disconnect():
+        return {"type": "http.disconnect"}
+
+    async def main():
+        b = Batcher(run, max_batch=1, wait_s=0.0, max_queue=4)
+        b.start()
+        first = b.submit("k", "blocker")
+        await asyncio.sleep(0.2)
+        gone = SimpleNamespace(key=lambda: "k")
+        with pytest.raises(APIError) as e:
+            await complete(Request({"type": "http"}, disconnect), b, gone, 30)
+        assert e.value.status == 499
+        release.set()
+        assert await first == "blocker" and await b.submit("k", "after") == "after"
+        b.stop()
+
+    asyncio.run(main())
+    assert seen == ["blocker", "after"]
 
 
 def _app(local, run=None, **kw):
