@@ -6,8 +6,8 @@
 
 Clients: any OpenAI client with base_url http://127.0.0.1:8000/v1 and the model id from
 GET /v1/models (the checkpoint's folder name, or --model_name). Concurrent requests with the
-same decoding settings are gathered for --batch_wait_ms into one batched generate call; when
---max_queue requests are waiting, new ones get 429 at once. Bound to 127.0.0.1 unless --host
+same decoding settings are gathered (until --batch_wait_ms passes without a new one) into one
+batched generate call; when --max_queue requests are waiting, new ones get 429 at once. Bound to 127.0.0.1 unless --host
 says otherwise; --api-key (or $DIALOGPT_API_KEY) makes /v1 require `Authorization: Bearer KEY`.
 Decoding flags set the defaults (the `nucleus` preset when none is given); a request overrides
 max_tokens, temperature (0 = greedy), top_p, n, seed and stop. See docs/serving.md.

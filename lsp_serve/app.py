@@ -93,6 +93,9 @@ async def complete(request: Request, batcher: Batcher, job, timeout_s: float):
     gone = asyncio.ensure_future(_hung_up(request))
     try:
         await asyncio.wait({fut, gone}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the server is stopping this handler
+        fut.cancel()
+        raise
     finally:
         gone.cancel()
     if not fut.done():
