@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lsp_model.generation_args import add_generation_args, gen_config_from_args
+from lsp_model.generation_args import add_generation_args, gen_config_from_args, use_chat_preset_by_default
 
 # torch, transformers and the model code are imported in main(), after the arguments are
 # parsed: --help and a bad flag answer at once instead of after seconds of imports.
@@ -33,8 +33,7 @@ def parse_args(argv=None):
     p.add_argument("--mmi_lambda", type=float, default=0.0)
     add_generation_args(p)
     args = p.parse_args(argv)
-    if args.preset is None and args.do_sample is None and args.num_beams is None:
-        args.preset = "nucleus"
+    use_chat_preset_by_default(args)
     return args
 
 

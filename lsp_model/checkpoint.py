@@ -264,7 +264,7 @@ def save_pretrained(model: GPT2LMHeadModel, out_dir: str | os.PathLike, tokenize
     (tokenizer.json, vocab.json, merges.txt) and a model card. Written atomically."""
     from transformers import GenerationConfig
 
-    from .generate import CHAT_PRESET, hf_generation_kwargs
+    from .generation_args import CHAT_PRESET, hf_generation_kwargs
     from .tokenizer import eos_id, load_tokenizer, save_tokenizer
 
     out = Path(out_dir)

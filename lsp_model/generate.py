@@ -19,113 +19,15 @@ Greedy takes the argmax; beam search ranks by the summed log-softmax of the proc
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import heapq
-from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
 
 
-@dataclass
-class GenConfig:
-    max_new_tokens: int = 64
-    min_new_tokens: int = 1           # >= 1 so a reply is never empty (transformers #7800)
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int = 0                    # 0 = off
-    top_p: float = 1.0                # 1.0 = off
-    num_beams: int = 1
-    length_penalty: float = 1.0       # beam: score = sum log p / length ** length_penalty
-    no_repeat_ngram_size: int = 0
-    repetition_penalty: float = 1.0   # 1.0 = off (CTRL-style: logit / p if > 0 else logit * p)
-    num_return_sequences: int = 1     # sampling: samples per context; beam: best beams (<= num_beams)
-    seed: int = 42
-
-
-# Named settings. dstc_beam is the paper's "beam search" row (beam width 10); see docs/decoding.md.
-PRESETS = {
-    "greedy": dict(do_sample=False, num_beams=1, max_new_tokens=64),
-    "topk": dict(do_sample=True, top_k=10, top_p=1.0, temperature=1.0, num_beams=1, max_new_tokens=64),
-    "nucleus": dict(do_sample=True, top_k=0, top_p=0.9, temperature=0.7, num_beams=1,
-                    no_repeat_ngram_size=3, max_new_tokens=64),
-    "dstc_beam": dict(do_sample=False, num_beams=10, length_penalty=1.0, max_new_tokens=40,
-                      no_repeat_ngram_size=0, repetition_penalty=1.0),
-}
-
-
-# The chat defaults: interact.py's preset when none is given, and what an exported transformers
-# directory's generation_config.json carries (lsp_model.checkpoint.save_pretrained).
-CHAT_PRESET = "nucleus"
-# GenConfig fields that mean the same in transformers' GenerationConfig (seed has no counterpart).
-HF_KEYS = ("do_sample", "temperature", "top_k", "top_p", "num_beams", "length_penalty",
-           "no_repeat_ngram_size", "repetition_penalty", "min_new_tokens", "max_new_tokens")
-
-
-def hf_generation_kwargs(preset: str = CHAT_PRESET) -> dict:
-    """A preset as transformers GenerationConfig keywords (top_k 0 is "off" in both)."""
-    cfg = make_gen_config(preset)
-    return {k: getattr(cfg, k) for k in HF_KEYS}
-
-
-def make_gen_config(preset: str | None = None, **overrides) -> GenConfig:
-    """Defaults, then the preset, then explicit overrides (None = not given)."""
-    cfg = GenConfig()
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-        cfg = dataclasses.replace(cfg, **PRESETS[preset])
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    check_config(cfg)
-    return cfg
-
-
-def check_config(cfg: GenConfig) -> None:
-    problems = []
-    if cfg.max_new_tokens < 1:
-        problems.append("max_new_tokens must be >= 1")
-    if not 0 <= cfg.min_new_tokens <= cfg.max_new_tokens:
-        problems.append("min_new_tokens must be in [0, max_new_tokens]")
-    if cfg.temperature <= 0:
-        problems.append("temperature must be > 0")
-    if cfg.top_k < 0:
-        problems.append("top_k must be >= 0")
-    if not 0 < cfg.top_p <= 1:
-        problems.append("top_p must be in (0, 1]")
-    if cfg.num_beams < 1:
-        problems.append("num_beams must be >= 1")
-    if cfg.num_beams > 1 and cfg.do_sample:
-        problems.append("beam sampling is not supported: use num_beams 1 with do_sample, or num_beams > 1 without")
-    if cfg.repetition_penalty <= 0:
-        problems.append("repetition_penalty must be > 0")
-    if cfg.no_repeat_ngram_size < 0:
-        problems.append("no_repeat_ngram_size must be >= 0")
-    if cfg.num_return_sequences < 1:
-        problems.append("num_return_sequences must be >= 1")
-    if cfg.num_beams > 1 and cfg.num_return_sequences > cfg.num_beams:
-        problems.append("num_return_sequences must be <= num_beams for beam search")
-    if not cfg.do_sample and cfg.num_beams == 1 and cfg.num_return_sequences > 1:
-        problems.append("greedy decoding returns one sequence; use sampling or beam search for several")
-    if problems:
-        raise ValueError("bad decoding settings: " + "; ".join(problems))
-
-
-def add_generation_args(p: argparse.ArgumentParser) -> None:
-    """The decoding flags shared by decode.py and interact.py (None = take the preset/default)."""
-    g = p.add_argument_group("decoding")
-    g.add_argument("--preset", choices=sorted(PRESETS), help="named settings; explicit flags override them")
-    g.add_argument("--do_sample", action=argparse.BooleanOptionalAction, default=None)
-    for name, typ in (("temperature", float), ("top_k", int), ("top_p", float), ("num_beams", int),
-                      ("length_penalty", float), ("no_repeat_ngram_size", int),
-                      ("repetition_penalty", float), ("min_new_tokens", int), ("max_new_tokens", int),
-                      ("num_return_sequences", int), ("seed", int)):
-        g.add_argument(f"--{name}", type=typ, default=None, help=f"default {getattr(GenConfig, name)}")
-
-
-def gen_config_from_args(args: argparse.Namespace) -> GenConfig:
-    names = [f.name for f in dataclasses.fields(GenConfig)]
-    return make_gen_config(args.preset, **{n: getattr(args, n, None) for n in names})
+# The settings, presets and flags live in the light generation_args (no torch), so scripts parse
+# their flags before importing torch; re-exported here for the decoder's callers.
+from .generation_args import CHAT_PRESET, PRESETS, GenConfig, check_config, make_gen_config  # noqa: E402,F401
 
 
 def check_vocab(model, tok, source: str = "model") -> int:

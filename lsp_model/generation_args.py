@@ -40,6 +40,20 @@ PRESETS = {
 }
 
 
+# The chat defaults: interact.py's preset when none is given, and what an exported transformers
+# directory's generation_config.json carries (lsp_model.checkpoint.save_pretrained).
+CHAT_PRESET = "nucleus"
+# GenConfig fields that mean the same in transformers' GenerationConfig (seed has no counterpart).
+HF_KEYS = ("do_sample", "temperature", "top_k", "top_p", "num_beams", "length_penalty",
+           "no_repeat_ngram_size", "repetition_penalty", "min_new_tokens", "max_new_tokens")
+
+
+def hf_generation_kwargs(preset: str = CHAT_PRESET) -> dict:
+    """A preset as transformers GenerationConfig keywords (top_k 0 is "off" in both)."""
+    cfg = make_gen_config(preset)
+    return {k: getattr(cfg, k) for k in HF_KEYS}
+
+
 def make_gen_config(preset: str | None = None, **overrides) -> GenConfig:
     """Defaults, then the preset, then explicit overrides (None = not given)."""
     cfg = GenConfig()
@@ -107,6 +121,12 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
                       ("repetition_penalty", float), ("min_new_tokens", int), ("max_new_tokens", int),
                       ("num_return_sequences", int), ("seed", int)):
         g.add_argument(f"--{name}", type=typ, default=None, help=f"default {getattr(GenConfig, name)}")
+
+
+def use_chat_preset_by_default(args: argparse.Namespace) -> None:
+    """Chat (interact.py, serve.py): with no decoding flag given, decode with CHAT_PRESET."""
+    if args.preset is None and args.do_sample is None and args.num_beams is None:
+        args.preset = CHAT_PRESET
 
 
 def gen_config_from_args(args: argparse.Namespace) -> GenConfig:

@@ -1,0 +1,101 @@
+"""Serve a DialoGPT checkpoint: an OpenAI-compatible chat API with dynamic batching, and a web chat.
+
+    python serve.py --model models/medium                      # web chat at http://127.0.0.1:8000/
+    python serve.py --model run_dir --reverse_model small_reverse.pkl --port 8080 --api-key SECRET
+    python serve.py --model m --preset topk --max_batch 64 --batch_wait_ms 10
+
+Clients: any OpenAI client with base_url http://127.0.0.1:8000/v1 and the model id from
+GET /v1/models (the checkpoint's folder name, or --model_name). Concurrent requests with the
+same decoding settings are gathered (until --batch_wait_ms passes without a new one) into one
+batched generate call; when --max_queue requests are waiting, new ones get 429 at once. Bound to 127.0.0.1 unless --host
+says otherwise; --api-key (or $DIALOGPT_API_KEY) makes /v1 require `Authorization: Bearer KEY`.
+Decoding flags set the defaults (the `nucleus` preset when none is given); a request overrides
+max_tokens, temperature (0 = greedy), top_p, n, seed and stop. See docs/serving.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from lsp_model.generation_args import add_generation_args, gen_config_from_args, use_chat_preset_by_default
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="checkpoint: .pkl, transformers dir, run folder")
+    p.add_argument("--tokenizer", help="default: the model's folder, else GPT-2")
+    p.add_argument("--config", help="config.json overriding the checkpoint's")
+    p.add_argument("--model_name", help="the model id clients send (default: the checkpoint's name)")
+    p.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--history_budget", type=int, default=256, help="max context tokens the model sees")
+    s = p.add_argument_group("server")
+    s.add_argument("--host", default="127.0.0.1", help="0.0.0.0 exposes the server to the network")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--api-key", "--api_key", dest="api_key", default=os.environ.get("DIALOGPT_API_KEY"),
+                   help="require this bearer key on /v1 (default $DIALOGPT_API_KEY; unset = open)")
+    s.add_argument("--max_batch", type=int, default=32, help="requests per generate call (1 = no batching)")
+    s.add_argument("--batch_wait_ms", type=float, default=5.0,
+                   help="a batch starts when no request came for this long (a burst is over) ...")
+    s.add_argument("--batch_max_wait_ms", type=float, default=50.0, help="... or its oldest request waited this long")
+    s.add_argument("--max_queue", type=int, default=128, help="waiting requests before new ones get 429")
+    s.add_argument("--timeout", type=float, default=60.0, help="seconds a request may wait and run")
+    s.add_argument("--max_request_bytes", type=int, default=1 << 20)
+    s.add_argument("--log_level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    m = p.add_argument_group("MMI reranking")
+    m.add_argument("--reverse_model", help="reverse (prepro --reverse) checkpoint: rerank sampled candidates")
+    m.add_argument("--reverse_tokenizer")
+    m.add_argument("--num_candidates", type=int, default=10, help="samples per request when sampling")
+    m.add_argument("--mmi_lambda", type=float, default=0.0)
+    add_generation_args(p)
+    args = p.parse_args(argv)
+    use_chat_preset_by_default(args)
+    return args
+
+
+def build(args):
+    """(app, model id) from the parsed flags; raises on a bad checkpoint or setting."""
+    from lsp_serve.app import create_app
+    from lsp_serve.batcher import Batcher
+    from lsp_serve.engine import MMI, Engine
+    from lsp_model.decoding import default_device, load_decoder, load_reranker
+
+    cfg = gen_config_from_args(args)
+    device = args.device or default_device()
+    model, tok, eos, vocab = load_decoder(args.model, args.tokenizer, args.config, device)
+    mmi = None
+    if args.reverse_model:
+        rr = load_reranker(args.reverse_model, args.reverse_tokenizer, tok, device, args.mmi_lambda)
+        mmi = MMI(rr.model, rr.eos, rr.to_reverse_ids, args.mmi_lambda, args.num_candidates)
+    engine = Engine(model, tok, eos, vocab, cfg, args.history_budget, mmi)
+    batcher = Batcher(engine.run, args.max_batch, args.batch_wait_ms / 1000, args.max_queue,
+                      args.batch_max_wait_ms / 1000)
+    name = args.model_name or Path(args.model.rstrip("/")).name
+    return create_app(engine, batcher, name, args.api_key, args.timeout, args.max_request_bytes), name
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    # torch only now: --help and a bad flag answer at once
+    import torch
+    from lsp_model.checkpoint import CheckpointError
+    from lsp_model.tokenizer import TokenizerNotFound
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        app, name = build(args)
+    except (ValueError, OSError, CheckpointError, TokenizerNotFound) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import uvicorn
+    where = f"http://{args.host}:{args.port}"
+    print(f"serving {name} at {where}/ (OpenAI base_url {where}/v1)" + (", API key required" if args.api_key else ""),
+          flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

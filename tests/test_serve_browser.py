@@ -1,0 +1,71 @@
+"""The web chat at / in a real headless browser (Debian's chromium and chromedriver, driven by
+selenium): type two turns, see two streamed replies, and check they are the server's replies
+to the whole conversation. .ci/run installs chromium when it is missing."""
+from __future__ import annotations
+
+import shutil
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from lsp_serve.launch import Server
+
+
+def chromium(width: int = 1100, height: int = 720) -> webdriver.Chrome:
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.fail("chromium and chromedriver are needed: apt-get install chromium chromium-driver (.ci/run does)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+              f"--window-size={width},{height}"):
+        opts.add_argument(a)
+    return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_dialogue_models):
+    args = ["--model", str(tiny_dialogue_models["forward"]), "--log_level", "warning"]
+    with Server(args, env={"OMP_NUM_THREADS": "1"}) as s:
+        yield s
+
+
+def replies(browser):
+    return browser.find_elements(By.CSS_SELECTOR, ".msg.assistant[data-done='1']")
+
+
+def test_two_turns_stream_into_the_page(server, tiny_dialogue_models):
+    pairs = tiny_dialogue_models["pairs"]
+    turns = [pairs[0][0][0], pairs[2][0][0]]
+    browser = chromium()
+    try:
+        browser.get(server.url + "/")
+        wait = WebDriverWait(browser, 60)
+        wait.until(lambda b: b.find_element(By.ID, "model").text == "forward")
+        browser.find_element(By.ID, "seed").send_keys("7")
+        box = browser.find_element(By.ID, "input")
+        for i, text in enumerate(turns, 1):
+            box.send_keys(text, Keys.ENTER)
+            wait.until(lambda b: len(replies(b)) == i)
+        shown = [r.text for r in replies(browser)]
+        chunks = [int(r.get_attribute("data-chunks")) for r in replies(browser)]
+        messages = browser.execute_script("return window.chat.messages")
+        errors = browser.find_elements(By.CSS_SELECTOR, ".msg.error")
+        assert not errors, [e.text for e in errors]
+        assert all(shown) and min(chunks) >= 2, (shown, chunks)       # streamed: several deltas each
+        assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
+        assert [m["content"] for m in messages[::2]] == turns
+        # the page sent the whole conversation: the second reply is the API's reply to all of it
+        again = httpx.post(server.url + "/v1/chat/completions", timeout=60,
+                           json={"model": "forward", "messages": messages[:3], "seed": 7}).json()
+        assert again["choices"][0]["message"]["content"] == shown[1] == messages[3]["content"]
+        browser.find_element(By.ID, "reset").click()
+        assert browser.execute_script("return window.chat.messages.length") == 0
+        assert not browser.find_elements(By.CSS_SELECTOR, ".msg.assistant")
+    finally:
+        browser.quit()
