@@ -33,7 +33,7 @@ COPY --chown=dialogpt:dialogpt . .
 RUN pip install --no-deps -e ".[${EXTRAS}]"
 
 USER dialogpt
-# The build check: the fast tests (golden-file tests skip cleanly without ../shared).
+# The build check: the fast tests (the golden vectors ship in tests/golden).
 RUN if [ "${RUN_TESTS}" = "1" ]; then python -m pytest -q -m "not slow" -p no:cacheprovider; fi
 
 CMD ["python", "demo.py"]

@@ -1,4 +1,4 @@
-"""Golden checks against the original code's outputs (../shared/golden): set_lr, gradients,
+"""Golden checks against the original code's outputs (tests/golden, or ../shared/golden when present): set_lr, gradients,
 eval loss, and the noam/BERT/noamwd training trajectories."""
 import json
 import math
