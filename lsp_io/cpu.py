@@ -2,8 +2,8 @@
 
 torch starts one OpenMP thread per core. When other work holds some of those cores, the threads
 wait for each other in barriers and a training step gets several times slower than with fewer
-threads (measured: 10 s/step with 2 threads on a 2-core machine whose cores were busy, 2.3x
-faster with 1). So a CPU job should run as many threads as there are *free* cores.
+threads (the demo's model on a 2-core machine that other jobs kept busy: 20.7 s per step with
+2 threads, 8.6 s with 1). So a CPU job should run as many threads as there are *free* cores.
 
 free = cores this process may run on (sched_getaffinity) minus how many of them are busy, where
 busy comes from /proc/stat sampled over a short window (per allowed core: what a burner pinned

@@ -444,25 +444,65 @@ def test_metrics_table_and_logs(tmp_path):
 TINY = {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_positions": 128, "n_ctx": 128, "vocab_size": 50257}
 
 
-@pytest.mark.slow
-def test_demo_end_to_end(tmp_path, repo_dir):
-    cfg = tmp_path / "tiny.json"
+def demo_cmd(repo_dir, cfg, out):
+    return [sys.executable, str(repo_dir / "demo.py"), "--data", "dummy", "--steps", "12", "--config", str(cfg),
+            "--n_test", "6", "--warmup_steps", "4", "--no_meteor", "--threads", "1", "--output_dir", str(out)]
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory, repo_dir):
+    """One uninterrupted real demo run on a tiny model (shared by the slow tests below)."""
+    tmp = tmp_path_factory.mktemp("tiny_demo")
+    cfg = tmp / "tiny.json"
     cfg.write_text(json.dumps(TINY))
-    out = tmp_path / "out"
-    cmd = [sys.executable, str(repo_dir / "demo.py"), "--data", "dummy", "--steps", "20", "--config", str(cfg),
-           "--n_test", "12", "--learning_rate", "1e-5", "--warmup_steps", "10", "--no_meteor",
-           "--output_dir", str(out)]
-    r = subprocess.run(cmd, cwd=repo_dir, capture_output=True, text=True, timeout=900)
+    out = tmp / "out"
+    r = subprocess.run(demo_cmd(repo_dir, cfg, out), cwd=repo_dir, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return cfg, out
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tiny_demo, repo_dir):
+    cfg, out = tiny_demo
     summary = json.loads((out / "summary.json").read_text())
-    evals = [e[1] for e in summary["loss"]["eval"]]
-    assert len(evals) == 4 and evals[-1] < evals[0] - 2.0  # the loss falls clearly (~9.3 -> ~2.1)
+    evals = summary["loss"]["eval"]
+    assert [e[0] for e in evals] == [3, 6, 9, 12]  # labelled by update
+    assert evals[-1][1] < evals[0][1] - 1.0  # the loss falls clearly
     for name in ("greedy", "sample"):
-        assert len((out / "decode" / f"{name}.txt").read_text().splitlines()) == 12
+        assert len((out / "decode" / f"{name}.txt").read_text().splitlines()) == 6
         m = summary["metrics"][name]
-        assert m["n_lines"] == 12 and len(m["bleu"]) == 4 and len(m["distinct"]) == 2
+        assert m["n_lines"] == 6 and len(m["bleu"]) == 4 and len(m["distinct"]) == 2
     assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert "## Sample exchanges" in (out / "report.md").read_text()
     # a second run finds every stage done
-    r2 = subprocess.run(cmd, cwd=repo_dir, capture_output=True, text=True, timeout=600)
+    r2 = subprocess.run(demo_cmd(repo_dir, cfg, out), cwd=repo_dir, capture_output=True, text=True, timeout=600)
     assert r2.returncode == 0 and r2.stdout.count("skipped") == 7, r2.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_demo_ctrl_c_then_rerun_continues_exactly(tiny_demo, tmp_path, repo_dir):
+    """A real demo, Ctrl-C'd (SIGINT to its process group, as a terminal does) once the first
+    checkpoint is saved; the rerun resumes that run folder and ends with the same held-out losses
+    as the uninterrupted run."""
+    import signal
+    import time
+    cfg, ref = tiny_demo
+    out = tmp_path / "out"
+    proc = subprocess.Popen(demo_cmd(repo_dir, cfg, out), cwd=repo_dir, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 600
+    while not list((out / "train").glob("GPT2.*/GP2-pretrain-step-3.resume.pt")) and time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    printed = proc.communicate(timeout=300)[0].decode()
+    assert proc.returncode == 130, printed[-3000:]
+    runs = list((out / "train").glob("GPT2.*"))
+    assert len(runs) == 1 and "training resumes from its checkpoint of update" in printed
+    r = subprocess.run(demo_cmd(repo_dir, cfg, out), cwd=repo_dir, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert f"train: resuming {runs[0]} from its checkpoint of update" in r.stdout
+    assert list((out / "train").glob("GPT2.*")) == runs
+    got = json.loads((out / "summary.json").read_text())["loss"]["eval"]
+    want = json.loads((ref / "summary.json").read_text())["loss"]["eval"]
+    assert [e[0] for e in got] == [3, 6, 9, 12] and got == want
