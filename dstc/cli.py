@@ -35,6 +35,13 @@ def _emit(results: dict[str, dict], args) -> None:
     print(format_table(results, fmt="markdown" if args.markdown else "text"))
 
 
+def _progress(label: str):
+    """Progress lines for slow metrics (METEOR), on stderr so stdout stays the table."""
+    def say(msg: str) -> None:
+        print(f"python -m dstc: {label}: {msg}", file=sys.stderr, flush=True)
+    return say
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m dstc --refs refs.tsv --hyp hyp.txt [--profile dialogpt|dstc7] [--json OUT]``."""
     p = argparse.ArgumentParser(prog="python -m dstc", description=(
@@ -49,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n_lines", type=int, default=-1, help="score the first N examples only")
     _add_common(p)
     args = p.parse_args(argv)
-    _, refs = read_refs_tsv(args.refs)
     results = {}
     try:
+        _, refs = read_refs_tsv(args.refs)
         for path in args.hyp:
             hyps = read_lines(path)
             check_same_length(len(hyps), len(refs), path, args.refs)
@@ -60,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                 art = Path(args.artifacts) / Path(path).stem if len(args.hyp) > 1 else args.artifacts
             results[Path(path).name] = evaluate(
                 hyps, refs, args.profile, meteor=not args.no_meteor, clean=args.clean,
-                n_refs=args.n_refs, vshuman=args.vshuman, n_lines=args.n_lines, artifacts_dir=art)
+                n_refs=args.n_refs, vshuman=args.vshuman, n_lines=args.n_lines, artifacts_dir=art,
+                progress=_progress(path))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -131,7 +139,8 @@ def dstc_main(argv: list[str] | None = None) -> int:
         print(f"evaluating {args.submitted}")
         scores = evaluate([hyp_by_key[k] for k in sel], [refs_by_key[k] for k in sel], args.profile,
                           meteor=not args.no_meteor, clean=args.clean, n_refs=args.n_refs,
-                          vshuman=args.vshuman, n_lines=args.n_lines, artifacts_dir=args.artifacts)
+                          vshuman=args.vshuman, n_lines=args.n_lines, artifacts_dir=args.artifacts,
+                          progress=_progress(args.submitted))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .corpus import Corpus
 from .files import write_lines
 from .metrics.diversity import AvgLen, Distinct, Entropy
-from .metrics.meteor import Meteor, MeteorUnavailable
+from .metrics.base import MetricUnavailable
+from .metrics.meteor import Meteor
 from .metrics.nist_bleu import NistBleu
 from .mteval_xml import write_mteval_xml
 from .profiles import Profile, get_profile
@@ -19,7 +20,8 @@ __all__ = ["evaluate", "evaluate_corpus", "write_artifacts"]
 def evaluate(hyps: list[str], refs: list[list[str]], profile: str | Profile = "dialogpt",
              meteor: bool = True, *, clean: bool | None = None, n_refs: int | None = None,
              vshuman: int | None = None, n_lines: int | None = None, max_order: int = 4,
-             artifacts_dir: str | Path | None = None, meteor_jar: str | Path | None = None) -> dict[str, Any]:
+             artifacts_dir: str | Path | None = None, meteor_jar: str | Path | None = None,
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Score one system the way DialoGPT's ``dstc/dstc.py`` did (without its crashes).
 
     Args:
@@ -36,6 +38,8 @@ def evaluate(hyps: list[str], refs: list[list[str]], profile: str | Profile = "d
         artifacts_dir: also write the original's intermediate files there (``hyp.txt``,
             ``ref0..5.txt``, ``refs_merged.txt``, ``src/hyp/ref.xml``).
         meteor_jar: explicit ``meteor-1.5.jar`` (default: the pycocoevalcap one).
+        progress: called with a line now and then while METEOR runs (``python -m dstc``
+            prints them on stderr); None: silent.
 
     Returns:
         dict with ``n_lines``, ``nist`` [NIST-1..4], ``bleu`` [BLEU-1..4] (both rounded to 4
@@ -48,36 +52,43 @@ def evaluate(hyps: list[str], refs: list[list[str]], profile: str | Profile = "d
     corpus = Corpus.build(hyps, refs, prof, n_lines=n_lines)
     if artifacts_dir is not None:
         write_artifacts(corpus, artifacts_dir)
-    return evaluate_corpus(corpus, meteor=meteor, max_order=max_order, meteor_jar=meteor_jar)
+    return evaluate_corpus(corpus, meteor=meteor, max_order=max_order, meteor_jar=meteor_jar, progress=progress)
 
 
 def evaluate_corpus(corpus: Corpus, meteor: bool = True, max_order: int = 4,
-                    meteor_jar: str | Path | None = None) -> dict[str, Any]:
-    """:func:`evaluate` on an already prepared :class:`~dstc.corpus.Corpus`."""
-    run, status, met = None, "skipped", None
+                    meteor_jar: str | Path | None = None,
+                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """:func:`evaluate` on an already prepared :class:`~dstc.corpus.Corpus`.
+
+    Every metric goes through the same contract (:class:`~dstc.metrics.base.Metric`): the ones
+    that can run are begun in order (METEOR first, so its jar works while Python scores the
+    rest), then their values are collected; one that cannot run gives None and a status line.
+    """
+    mteval = NistBleu(max_order)
+    metrics = [mteval, Entropy(), Distinct(), AvgLen()]
     if meteor:
-        met = Meteor(jar=meteor_jar)
-        status = met.available()
-        if status is None:
-            run = met.start(corpus.hyps, corpus.refs)  # the jar works while Python scores
-    scores: dict[str, Any] = {"n_lines": len(corpus)}
-    for metric in (NistBleu(max_order), Entropy(), Distinct(), AvgLen()):
-        scores.update(metric.corpus_score(corpus))
-    hiprec = scores.pop("hiprec")
-    scores["meteor"] = None
-    if run is not None:
+        metrics.insert(0, Meteor(jar=meteor_jar, progress=progress))
+    status, begun = {}, []
+    for metric in metrics:
+        status[metric.name] = metric.available()
+        if status[metric.name] is None:
+            begun.append((metric, metric.begin(corpus)))
+    scores: dict[str, Any] = {"n_lines": len(corpus), "meteor": None}
+    ran = {}
+    for metric, collect in begun:
         try:
-            scores["meteor"] = run.result()
-            status = "ok"
-        except MeteorUnavailable as e:
-            status = str(e)
+            scores.update(collect())
+            status[metric.name], ran[metric.name] = "ok", metric
+        except MetricUnavailable as e:
+            status[metric.name] = str(e)
+    hiprec = scores.pop("hiprec")
     order = ["n_lines", "nist", "bleu", "meteor", "entropy", "distinct", "avg_len"]
     out = {k: scores[k] for k in order}
     out["headline"] = {name: get(out) for name, get in HEADLINE.items()}
     out["hiprec"] = hiprec
-    out["meteor_status"] = status
+    out["meteor_status"] = status.get("meteor", "skipped")
     out["profile"] = corpus.profile.name
-    out["signature"] = signature(corpus.profile, meteor=met if status == "ok" else None)
+    out["signature"] = signature(corpus.profile, meteor=ran.get("meteor"), mteval=mteval)
     return out
 
 

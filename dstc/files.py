@@ -11,8 +11,18 @@ __all__ = ["read_lines", "write_lines", "read_refs_tsv", "check_same_length"]
 
 
 def read_lines(path: str | Path) -> list[str]:
-    """Lines of a UTF-8 file, each line terminated by ``\\n`` (the last one optionally)."""
-    text = Path(path).read_text(encoding="utf-8")
+    """Lines of a UTF-8 file, each line terminated by ``\\n`` (the last one optionally).
+    Raises ValueError naming the file and line when it is missing or not UTF-8."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 (byte {data[e.start]:#04x} at offset {e.start}); "
+                         f"re-encode the file as UTF-8") from None
     if not text:
         return []
     lines = text.split("\n")

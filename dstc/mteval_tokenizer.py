@@ -53,7 +53,7 @@ def tokenize(text: str) -> list[str]:
     if "http" not in text:
         # Fast path: with single spaces between tokens no rule can match across a token
         # boundary differently, so the whole segment at once equals token by token
-        # (checked against the per-token form in tests/test_dstc_tokenizers.py).
+        # (checked against the per-token form in tests/test_dstc_edge.py).
         return split_words(_tokenize_token(" ".join(split_words(text))))
     return tokenize_per_token(text)
 

@@ -41,24 +41,24 @@ def _version(pkg: str) -> str:
         return "?"
 
 
-def signature(profile, meteor=None) -> str:
-    """``dstc|profile:..|clean:..|n_refs:..|vshuman:..|mteval:..|meteor:..|nltk:..`` line.
+def signature(profile, meteor=None, mteval=None) -> str:
+    """``dstc|profile:..|clean:..|n_refs:..|vshuman:..|mteval:..|meteor:..|nltk:..`` line, the
+    metrics' parts from their own ``signature()``.
 
     Args:
         profile: the :class:`~dstc.profiles.Profile` used.
         meteor: the :class:`~dstc.metrics.meteor.Meteor` that produced the value, or None
             when METEOR did not run.
+        mteval: the :class:`~dstc.metrics.nist_bleu.NistBleu` used (default: the standard one).
     """
-    if meteor is not None:
-        from .metrics.meteor import java_version
-
-        met = f"1.5(-l en -norm,java {java_version(meteor.java)})"
-    else:
-        met = "n/a"
+    if mteval is None:
+        from .metrics.nist_bleu import NistBleu
+        mteval = NistBleu()
+    met = meteor.signature() if meteor is not None else "meteor:n/a"
     empty = f"|empty:{profile.empty_token}" if profile.empty_token else ""
     return (f"dstc|profile:{profile.name}|clean:{'yes' if profile.clean else 'no'}"
             f"|n_refs:{profile.n_refs}|vshuman:{profile.vshuman}{empty}"
-            f"|mteval:v14c(py,13a+url,lc,closest,smooth)|meteor:{met}"
+            f"|{mteval.signature()}|{met}"
             f"|nltk:{_version('nltk')}|dialogpt:{_version('dialogpt')}")
 
 

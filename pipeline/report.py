@@ -7,31 +7,14 @@ import json
 import math
 from pathlib import Path
 
-# (header, JSON key, index, scale, format): the columns of the DialoGPT paper's DSTC tables.
-COLUMNS = [("NIST-2", "nist", 1, 1, "{:.2f}"), ("NIST-4", "nist", 3, 1, "{:.2f}"),
-           ("BLEU-2 %", "bleu", 1, 100, "{:.2f}"), ("BLEU-4 %", "bleu", 3, 100, "{:.2f}"),
-           ("METEOR %", "meteor", None, 100, "{:.2f}"), ("Entropy-4", "entropy", 3, 1, "{:.2f}"),
-           ("Dist-1", "distinct", 0, 1, "{:.3f}"), ("Dist-2", "distinct", 1, 1, "{:.3f}"),
-           ("Avg len", "avg_len", None, 1, "{:.1f}")]
-
-
-def _cell(res: dict, key: str, idx: int | None, scale: float, fmt: str) -> str:
-    v = res.get(key)
-    if isinstance(v, list):
-        v = v[idx] if idx is not None and idx < len(v) else None
-    if not isinstance(v, (int, float)) or v < 0:  # METEOR unavailable (no java) or NIST failure
-        return "n/a"
-    return fmt.format(v * scale)
+# Settings the report repeats (docs/demo.md says which are the original's and which the demo's).
+SHOWN = ("data", "steps", "batch_size", "lr", "warmup_steps", "valid_step", "seed", "threads", "bf16")
 
 
 def metrics_table(results: dict[str, dict]) -> str:
-    """A markdown table, one row per decoding, from `python -m dstc --json` results."""
-    head = ["decoding", "lines"] + [c[0] for c in COLUMNS]
-    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, res in results.items():
-        cells = [name, str(res.get("n_lines", "?"))] + [_cell(res, *c[1:]) for c in COLUMNS]
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+    """The paper's nine columns (owned by dstc.report), one row per decoding, as markdown."""
+    from dstc.report import format_table
+    return format_table(results, fmt="markdown")
 
 
 def read_csv_log(path: Path) -> list[dict]:
@@ -48,20 +31,27 @@ def read_csv_log(path: Path) -> list[dict]:
         return rows
 
 
+def update(row: dict) -> int:
+    """The update a train_log/eval_log row was written after: the logs keep the original's
+    off-by-one (global_step column = update + 1, gpt2_training/logs.py)."""
+    return int(row["global_step"]) - 1
+
+
 def loss_summary(train_rows: list[dict], eval_rows: list[dict]) -> dict:
+    """First/last train loss and every eval, by update number (what --steps and valid_step count)."""
     out = {}
     if train_rows:
-        out.update(first_step=int(train_rows[0]["global_step"]), first_mean_loss=train_rows[0]["mean_loss"],
-                   last_step=int(train_rows[-1]["global_step"]), last_mean_loss=train_rows[-1]["mean_loss"],
+        out.update(first_step=update(train_rows[0]), first_mean_loss=train_rows[0]["mean_loss"],
+                   last_step=update(train_rows[-1]), last_mean_loss=train_rows[-1]["mean_loss"],
                    last_mean_ppl=train_rows[-1]["mean_ppl"])
     if eval_rows:
-        out["eval"] = [(int(r["global_step"]), r["eval_loss"], r["eval_ppl"]) for r in eval_rows]
+        out["eval"] = [(update(r), r["eval_loss"], r["eval_ppl"]) for r in eval_rows]
     return out
 
 
 def plot_loss(train_rows: list[dict], eval_rows: list[dict], png: Path, title: str = "") -> Path | None:
-    """Loss against optimizer step: train_log's running mean (what the original logs) and the
-    eval loss at each valid_step."""
+    """Loss against update: train_log's running mean (what the original logs) and the held-out
+    loss at each valid_step. The legend sits below the axes, so it never covers a curve."""
     if not train_rows and not eval_rows:
         return None
     import matplotlib
@@ -70,19 +60,19 @@ def plot_loss(train_rows: list[dict], eval_rows: list[dict], png: Path, title: s
 
     from lsp_io.atomic import atomic_file
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(7, 4.6), dpi=110)
     if train_rows:
-        ax.plot([r["global_step"] for r in train_rows], [r["mean_loss"] for r in train_rows],
-                label="train: mean_loss (train_log.txt, running mean over the epoch)")
+        ax.plot([update(r) for r in train_rows], [r["mean_loss"] for r in train_rows],
+                label="training loss (running mean over the epoch)")
     if eval_rows:
-        ax.plot([r["global_step"] for r in eval_rows], [r["eval_loss"] for r in eval_rows], "o-",
-                label="held-out: eval_loss (eval_log.txt)")
-    ax.axhline(math.log(50257), color="grey", ls=":", lw=1, label="uniform over GPT-2's 50,257 tokens")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (nats / token)")
-    ax.set_title(title or "DialoGPT demo training")
+        ax.plot([update(r) for r in eval_rows], [r["eval_loss"] for r in eval_rows], "o-",
+                label="held-out loss")
+    ax.axhline(math.log(50257), color="grey", ls=":", lw=1, label="a uniform guess over 50,257 tokens")
+    ax.set_xlabel("update")
+    ax.set_ylabel("loss (nats per token)")
+    ax.set_title(title or "Demo model: loss during training")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False, fontsize="small")
     fig.tight_layout()
     with atomic_file(png, "wb") as f:
         fig.savefig(f, format="png")
@@ -115,21 +105,25 @@ def write_report(out: Path, run_dir: Path, files: dict, results: dict, timings: 
     out = Path(out)
     train_rows = read_csv_log(run_dir / "train_log.txt")
     eval_rows = read_csv_log(run_dir / "eval_log.txt")
-    png = plot_loss(train_rows, eval_rows, out / "loss_curve.png", title=f"{run_dir.name}")
+    png = plot_loss(train_rows, eval_rows, out / "loss_curve.png")
     loss = loss_summary(train_rows, eval_rows)
     metrics = {k: res for k, (_, res) in results.items()}
     hyps = {k: hyp for k, (hyp, _) in results.items()}
 
-    parts = ["# DialoGPT demo report", "", "## Metrics (held-out contexts, `python -m dstc`)", "",
+    n = next((r.get("n_lines") for r in metrics.values()), "?")
+    parts = ["# DialoGPT demo report", "", f"## Metrics ({n} held-out contexts, `python -m dstc`)", "",
              metrics_table(metrics), "", "## Training", ""]
     if loss:
-        parts.append(f"- train_log mean_loss: {loss.get('first_mean_loss', float('nan')):.3f} at step "
-                     f"{loss.get('first_step')} -> {loss.get('last_mean_loss', float('nan')):.3f} at step "
-                     f"{loss.get('last_step')} (running mean since the epoch start, as the original logs)")
+        parts.append(f"- training loss: {loss.get('first_mean_loss', float('nan')):.3f} after update "
+                     f"{loss.get('first_step')} -> {loss.get('last_mean_loss', float('nan')):.3f} after update "
+                     f"{loss.get('last_step')} (train_log.txt's running mean since the epoch start, as the "
+                     f"original logs)")
         for step, el, ep in loss.get("eval", []):
-            parts.append(f"- eval_loss at step {step}: {el:.3f} (ppl {ep:.1f})")
+            parts.append(f"- held-out loss after update {step}: {el:.3f} (ppl {ep:.1f})")
     if png:
         parts.append(f"- loss curve: {png}")
+    if settings:
+        parts.append("- settings: " + ", ".join(f"{k} {settings[k]}" for k in SHOWN if k in settings))
     parts += ["", "## Sample exchanges", "", sample_exchanges(files["contexts"], files["refs"], hyps), "",
               "## Where everything is", "",
               f"- data: {files['train'].parent} (train.tsv, test.contexts.tsv, test.refs.tsv, data.json)",

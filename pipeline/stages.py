@@ -1,159 +1,30 @@
-"""The demo's stages. Each one prints what it does, runs a toolkit command line, and is skipped
-when its output exists, is valid, and was made from the same inputs and settings.
+"""The demo's stages: data -> model -> prepro -> train -> decode -> evaluate -> report. Each one
+prints what it does, runs a toolkit command line (pipeline.build.run), and is skipped when its
+output exists, is valid, and was made from the same inputs and settings (its stamp).
 
-Skip logic: a stage's outputs are checked for validity (a DB with meta.json and all its chunks,
-a run folder with the final checkpoint, a hypothesis file with one line per test context, an
-eval JSON over every line), and a stamp `stamps/<stage>.json` records the settings and the
-inputs' fingerprints (size + mtime) the outputs were made from. Both must hold to skip, so
-changing --steps retrains and a rebuilt train.tsv re-runs prepro, but nothing runs twice.
-
-Failures: a command's non-zero exit stops the demo with `StageError`, whose message is the
-stage's own last lines of output and the path of its full log (`logs/<stage>.log`).
+Validity: a DB that lsp_data opens with every chunk its meta.json lists, a run folder with the
+final checkpoint, a hypothesis file with one line per test context, an eval JSON over every line.
+Training interrupted (Ctrl-C, a kill) resumes on the next run from its last complete checkpoint
+with LSP_train's exact resume; a run folder left without any checkpoint is removed.
 """
 from __future__ import annotations
 
 import json
-import math
-import os
-import subprocess
-import sys
+import shutil
 import time
-import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from .build import Interrupted, StageError, count_lines, fingerprint, run, say, stamp_matches, write_stamp
+from .settings import DemoSettings
+
+__all__ = ["DemoSettings", "StageError", "Interrupted", "run_demo", "TINY_CONFIG"]
 
 # The demo's default model: small enough to train for a few minutes on 2 CPU cores. The GPT-2
 # vocabulary (50,257 x n_embd tied head) dominates its cost, not the 4 layers.
 TINY_CONFIG = {"initializer_range": 0.02, "layer_norm_epsilon": 1e-05, "n_ctx": 128, "n_embd": 256,
                "n_head": 4, "n_layer": 4, "n_positions": 128, "vocab_size": 50257}
-SIZE_CONFIG = {"small": "configs/117M", "medium": "configs/345M", "large": "configs/762M"}
-
-# name -> decode.py flags. Contexts are <= 64 tokens, so context + reply fit n_positions 128.
-DECODINGS = {
-    "greedy": ["--preset", "greedy", "--max_new_tokens", "32"],
-    "sample": ["--preset", "nucleus", "--max_new_tokens", "32", "--seed", "42"],  # top_p 0.9, T 0.7
-}
-REDDIT_TRAIN_MONTHS = {"small": ("2005-12", "2009-12"), "full": ("2005-12", "2017-11")}
 MIN_TRAIN_LINES = {"dummy": 100, "chitchat": 1000, "small": 1, "full": 1}
-
-
-class StageError(RuntimeError):
-    """A stage that failed; the message is what the user needs (the stage's own error, the log)."""
-
-
-@dataclass
-class DemoSettings:
-    out: Path = Path("demo_output")
-    data: str = "chitchat"               # dummy | chitchat | small | full
-    model: str = "none"                  # none | small | medium | large
-    init: str = "gpt2"                   # gpt2 | ft | fs (with --model)
-    model_dir: Path | None = None        # local folder holding the checkpoint (no download)
-    config: Path | None = None           # config.json of the model to train (default TINY_CONFIG)
-    steps: int = 500
-    batch_size: int = 8
-    lr: float = 1e-5
-    warmup_steps: int = 40
-    valid_step: int | None = None        # default: steps // 4 when it divides, else steps
-    workers: int = 1
-    n_test: int = 200
-    seed: int = 42
-    max_seq_len: int = 128
-    decodings: dict = field(default_factory=lambda: dict(DECODINGS))
-    python: list = field(default_factory=lambda: [sys.executable])
-    repo: Path = REPO
-    meteor: bool = True                  # METEOR needs java; off = python -m dstc --no-meteor
-    threads: int | None = None           # OMP/MKL threads of every stage (1 helps on a busy machine)
-    quiet: bool = False                  # hide the stages' own output (still logged)
-
-    def __post_init__(self):
-        self.out = Path(self.out)
-        self.repo = Path(self.repo)
-        if self.steps < 1 or self.n_test < 1 or self.batch_size < 1:
-            raise ValueError("--steps, --n_test and --batch_size must be positive")
-        if self.valid_step is None:
-            self.valid_step = self.steps // 4 if self.steps >= 4 and self.steps % 4 == 0 else self.steps
-        if self.valid_step < 1 or self.steps % self.valid_step:
-            raise ValueError(f"--steps {self.steps} must be a positive multiple of the valid step {self.valid_step}")
-
-
-# ---------------------------------------------------------------------------------------------
-# helpers
-
-def say(msg: str) -> None:
-    print(f"[demo] {msg}", flush=True)
-
-
-def fingerprint(path: Path) -> list | None:
-    """(size, mtime_ns) of a file, or of a folder's meta.json; None when absent."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "meta.json"
-    if not p.is_file():
-        return None
-    st = p.stat()
-    return [st.st_size, st.st_mtime_ns]
-
-
-def read_stamp(s: DemoSettings, stage: str) -> dict | None:
-    p = s.out / "stamps" / f"{stage}.json"
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_stamp(s: DemoSettings, stage: str, key: dict, **extra) -> None:
-    from lsp_io.atomic import atomic_file
-    with atomic_file(s.out / "stamps" / f"{stage}.json", "w") as f:
-        f.write(json.dumps({"key": key, **extra}, indent=2, default=str) + "\n")
-
-
-def stamp_matches(s: DemoSettings, stage: str, key: dict) -> dict | None:
-    stamp = read_stamp(s, stage)
-    return stamp if stamp is not None and stamp.get("key") == json.loads(json.dumps(key, default=str)) else None
-
-
-def count_lines(path: Path) -> int:
-    with open(path, "rb") as f:
-        return sum(1 for _ in f)
-
-
-def run(s: DemoSettings, stage: str, cmd: list, cwd: Path | None = None, env: dict | None = None) -> None:
-    """Run `cmd`, streaming its output to the console and to logs/<stage>.log.
-    A non-zero exit raises StageError carrying the command's last lines."""
-    log_path = s.out / "logs" / f"{stage}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [str(c) for c in cmd]
-    say(f"{stage}: $ {' '.join(cmd)}")
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    if s.threads:
-        full_env.update(OMP_NUM_THREADS=str(s.threads), MKL_NUM_THREADS=str(s.threads))
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(s.repo), full_env.get("PYTHONPATH")]))
-    tail = bytearray()
-    t0 = time.time()
-    with open(log_path, "wb") as log:
-        log.write(("$ " + " ".join(cmd) + "\n").encode())
-        try:
-            proc = subprocess.Popen(cmd, cwd=cwd or s.repo, env=full_env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT)
-        except OSError as e:
-            raise StageError(f"{stage}: cannot run {cmd[0]}: {e}") from None
-        with proc:
-            while chunk := os.read(proc.stdout.fileno(), 65536):
-                log.write(chunk)
-                if not s.quiet:
-                    sys.stdout.buffer.write(chunk)
-                    sys.stdout.flush()
-                tail = (tail + chunk)[-8192:]
-        rc = proc.wait()
-    if rc != 0:
-        text = tail.decode("utf-8", "replace").replace("\r", "\n")
-        last = [ln for ln in text.splitlines() if ln.strip()][-6:]
-        raise StageError(f"{stage} failed (exit status {rc}) after {time.time() - t0:.0f}s:\n"
-                         + "\n".join("  | " + ln for ln in last) + f"\n  full log: {log_path}")
-    say(f"{stage}: done in {time.time() - t0:.0f}s")
 
 
 def check_train_tsv(path: Path, min_lines: int) -> int:
@@ -176,12 +47,13 @@ def check_train_tsv(path: Path, min_lines: int) -> int:
 # data
 
 def data_files(s: DemoSettings) -> dict[str, Path]:
+    from lsp_data.conversations import FILES  # the data sources' one set of file names
     d = s.out / "data"
-    return {"train": d / "train.tsv", "contexts": d / "test.contexts.tsv", "refs": d / "test.refs.tsv",
-            "meta": d / "data.json"}
+    return {"train": d / FILES["train"], "contexts": d / FILES["contexts"], "refs": d / FILES["refs"],
+            "meta": d / FILES["summary"]}
 
 
-def data_valid(s: DemoSettings, files: dict[str, Path]) -> str | None:
+def data_valid(files: dict[str, Path]) -> str | None:
     """Why the data is unusable (None when it is fine)."""
     if not all(p.is_file() for p in files.values()):
         return "missing files"
@@ -192,16 +64,16 @@ def data_valid(s: DemoSettings, files: dict[str, Path]) -> str | None:
     n = count_lines(files["contexts"])
     if n == 0 or n != count_lines(files["refs"]) or n != meta.get("test_examples"):
         return "test files disagree"
-    if fingerprint(files["train"]) is None or files["train"].stat().st_size == 0:
+    if files["train"].stat().st_size == 0:
         return "empty train.tsv"
     return None
 
 
-def stage_data(s: DemoSettings) -> dict[str, Path]:
+def stage_data(s: DemoSettings, threads: int) -> dict[str, Path]:
     files = data_files(s)
     key = {"data": s.data, "n_test": s.n_test, "seed": s.seed, "max_seq_len": s.max_seq_len}
-    stamp = stamp_matches(s, "data", key)
-    if stamp and data_valid(s, files) is None and stamp.get("train") == fingerprint(files["train"]):
+    stamp = stamp_matches(s.out, "data", key)
+    if stamp and data_valid(files) is None and stamp.get("train") == fingerprint(files["train"]):
         say(f"data: skipped ({files['train']} is there and valid)")
         return files
     t0 = time.time()
@@ -216,85 +88,30 @@ def stage_data(s: DemoSettings) -> dict[str, Path]:
         from lsp_data.dummy import generate
         say("data: generating the original's dummy single-turn set")
         stats = generate(files["train"].parent, n_test=s.n_test, seed=s.seed)
-    elif s.data in ("small", "full"):
-        stats = reddit_data(s, files)
     else:
-        raise StageError(f"data: unknown --data {s.data!r} (dummy, chitchat, small or full)")
+        from .reddit_source import reddit_data
+        stats = reddit_data(s, files, threads)
     n = check_train_tsv(files["train"], MIN_TRAIN_LINES[s.data])
     say(f"data: {n:,} training lines, {stats['test_examples']} test contexts "
         f"in {time.time() - t0:.0f}s -> {files['train'].parent}")
-    write_stamp(s, "data", key, train=fingerprint(files["train"]), stats=stats)
+    write_stamp(s.out, "data", key, train=fingerprint(files["train"]), stats=stats)
     return files
-
-
-def reddit_dumps_missing(s: DemoSettings, size: str, folder: Path) -> list[str]:
-    first, last = REDDIT_TRAIN_MONTHS[size]
-    y, m = map(int, first.split("-"))
-    missing = []
-    while f"{y:04d}-{m:02d}" <= last:
-        for kind in ("RS", "RC"):
-            name = f"{kind}_{y:04d}-{m:02d}"
-            if not any((folder / (name + ext)).is_file() for ext in (".zst", ".bz2", ".xz", ".gz", "")):
-                missing.append(name + ".zst")
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    return missing
-
-
-def reddit_data(s: DemoSettings, files: dict[str, Path]) -> dict:
-    """`make -C reddit_extractor SIZE=.. train`, its exit status checked (the original ignored it
-    and trained on an empty file), then a seeded held-out split of its train.tsv."""
-    raw_dir = (s.out / "data" / "reddit").resolve()
-    dumps = s.repo / "reddit_extractor" / "data" / "reddit"
-    say(f"data: Reddit extraction SIZE={s.data} (dumps in {dumps})")
-    try:
-        run(s, "data", ["make", "-C", s.repo / "reddit_extractor", f"SIZE={s.data}", f"DATA={raw_dir}",
-                        f"WORKERS={s.workers}", f"PYTHON={s.python[0]}", "train"])
-    except StageError as e:
-        missing = reddit_dumps_missing(s, s.data, dumps)
-        hint = ""
-        if missing:
-            hint = (f"\n  {len(missing)} Reddit dump file(s) are missing from {dumps} (the Makefile's S folder; "
-                    f"set S=DIR to use another), e.g. {', '.join(missing[:4])}. pushshift is offline: "
-                    f"fetch the RS_/RC_ monthly dumps {' .. '.join(REDDIT_TRAIN_MONTHS[s.data])} from an archive "
-                    f"mirror, and the keys tar reddit_extractor/data/keys-{s.data}.tar.")
-        raise StageError(f"{e}{hint}") from None
-    raw = raw_dir / "train.tsv"
-    check_train_tsv(raw, 1)
-    return split_held_out(raw, files, s.n_test, s.seed)
-
-
-def split_held_out(raw: Path, files: dict[str, Path], n_test: int, seed: int) -> dict:
-    """Stream `raw` into train.tsv, holding out about n_test lines chosen by a seeded hash
-    (one pass, constant memory: the full set is ~27 GB)."""
-    from lsp_io.atomic import atomic_file
-    from lsp_data.contexts import strip_weight
-    total = count_lines(raw)
-    rate = max(1, total // max(1, 2 * n_test))  # hold out ~1/rate of the lines, stop at n_test
-    tests, kept = [], 0
-    with open(raw, encoding="utf-8", errors="replace") as src, atomic_file(files["train"], "w") as out:
-        for i, line in enumerate(src):
-            parts = line.rstrip("\r\n").split("\t")
-            if (len(tests) < n_test and len(parts) == 2 and parts[1].startswith("1.0 ")
-                    and zlib.crc32(f"{seed}:{i}".encode()) % rate == 0):
-                ctx = " EOS ".join(strip_weight(t) for t in parts[0].split(" EOS "))
-                tests.append((f"reddit:{i + 1}", ctx, strip_weight(parts[1])))
-                continue
-            out.write(line)
-            kept += 1
-    if not tests:
-        raise StageError(f"{raw}: no line could be held out for testing")
-    with atomic_file(files["contexts"], "w") as f:
-        f.writelines(f"{k}\t{c}\n" for k, c, _ in tests)
-    with atomic_file(files["refs"], "w") as f:
-        f.writelines(f"{c}\t{r}\n" for _, c, r in tests)
-    stats = {"source": str(raw), "train_lines": kept, "test_examples": len(tests), "seed": seed}
-    with atomic_file(files["meta"], "w") as f:
-        f.write(json.dumps(stats, indent=2) + "\n")
-    return stats
 
 
 # ---------------------------------------------------------------------------------------------
 # model config and initial checkpoint
+
+def model_config(s: DemoSettings) -> dict:
+    if s.model != "none":
+        from lsp_model.download import LOCAL_CONFIG
+        return json.loads((s.repo / LOCAL_CONFIG[s.model] / "config.json").read_text())
+    if s.config is None:
+        return TINY_CONFIG
+    try:
+        return json.loads(Path(s.config).read_text())
+    except (OSError, ValueError) as e:
+        raise StageError(f"--config {s.config}: cannot read a config.json ({e})") from None
+
 
 def stage_model(s: DemoSettings) -> tuple[Path, Path | None]:
     """(model folder with config.json + tokenizer files, init checkpoint or None)."""
@@ -302,18 +119,9 @@ def stage_model(s: DemoSettings) -> tuple[Path, Path | None]:
     from lsp_model.tokenizer import load_tokenizer, save_tokenizer
 
     mdir = s.out / "model"
-    if s.model == "none":
-        if s.config is not None:
-            try:
-                cfg = json.loads(Path(s.config).read_text())
-            except (OSError, ValueError) as e:
-                raise StageError(f"--config {s.config}: cannot read a config.json ({e})") from None
-        else:
-            cfg = TINY_CONFIG
-        init = None
-    else:
+    cfg, init = model_config(s), None
+    if s.model != "none":
         from lsp_model.download import DownloadError, fetch_model_files
-        cfg = json.loads((s.repo / SIZE_CONFIG[s.model] / "config.json").read_text())
         folder = s.model_dir if s.model_dir is not None else s.repo / "models" / s.model
         say(f"model: {s.model} ({s.init}) checkpoint, from {folder}")
         try:
@@ -334,119 +142,229 @@ def stage_model(s: DemoSettings) -> tuple[Path, Path | None]:
 # ---------------------------------------------------------------------------------------------
 # prepro
 
-def db_valid(db: Path, max_seq_len: int) -> str | None:
+def db_problem(db: Path, max_seq_len: int) -> str | None:
+    """Why `db` cannot be used (None when it can), by lsp_data's own reading of it: it opens,
+    has features, the right max_seq_len, and holds exactly the chunks its meta.json lists."""
+    from lsp_data import db as lsp_db
     try:
-        meta = json.loads((db / "meta.json").read_text())
-    except (OSError, ValueError):
-        return "no readable meta.json"
-    n, chunk = meta.get("n_example", 0), meta.get("chunk_size", 0)
-    if not n or not chunk:
+        shelf, meta = lsp_db.open_db(db)
+    except (OSError, lsp_db.DBError) as e:
+        return str(e).splitlines()[0]
+    try:
+        keys = lsp_db.chunk_keys(shelf)
+    except Exception as e:  # a damaged db.dir
+        return f"unreadable shelve index ({type(e).__name__})"
+    finally:
+        shelf.close()
+    if not meta.get("n_example") or not keys:
         return "no features"
     if meta.get("max_seq_len") != max_seq_len:
         return f"max_seq_len {meta.get('max_seq_len')} != {max_seq_len}"
-    chunks = meta.get("chunks")
-    if chunks is not None and len(chunks) != math.ceil(n / chunk):
-        return f"{len(chunks)} chunks, expected {math.ceil(n / chunk)}"
-    if not any(p.name.startswith("db") for p in db.iterdir()):
-        return "no shelve files"
+    listed = meta.get("chunks")
+    if listed is not None:
+        if sorted(listed) != sorted(keys):
+            return f"meta.json lists {len(listed)} chunks, the DB holds {len(keys)}"
+        if sum(c.get("n", 0) for c in listed.values()) != meta["n_example"]:
+            return f"meta.json's chunks do not add up to n_example {meta['n_example']}"
     return None
 
 
-def stage_prepro(s: DemoSettings, train_tsv: Path) -> Path:
-    db = train_tsv.with_name(f"{train_tsv.stem}.{s.max_seq_len}len.db")
+def stage_prepro(s: DemoSettings, threads: int, train_tsv: Path) -> Path:
+    from lsp_data.db import db_name
+    db = db_name(train_tsv, s.max_seq_len)
     key = {"train": fingerprint(train_tsv), "max_seq_len": s.max_seq_len}
-    if stamp_matches(s, "prepro", key) and db_valid(db, s.max_seq_len) is None:
+    if stamp_matches(s.out, "prepro", key) and db_problem(db, s.max_seq_len) is None:
         say(f"prepro: skipped ({db} is there and valid)")
         return db
     cmd = [*s.python, s.repo / "prepro.py", "--corpus", train_tsv, "--max_seq_len", s.max_seq_len,
            "--workers", s.workers]
     if db.exists():
         cmd.append("--overwrite")
-    run(s, "prepro", cmd)
-    why = db_valid(db, s.max_seq_len)
+    run(s.out, "prepro", cmd, repo=s.repo, threads=threads, quiet=s.quiet)
+    why = db_problem(db, s.max_seq_len)
     if why is not None:
         raise StageError(f"prepro: {db}: {why}")
     meta = json.loads((db / "meta.json").read_text())
     say(f"prepro: {meta['n_example']:,} features -> {db}")
-    write_stamp(s, "prepro", key)
+    write_stamp(s.out, "prepro", key)
     return db
 
 
 # ---------------------------------------------------------------------------------------------
-# train
+# train (resumable)
+
+def final_checkpoint(run_dir: Path, steps: int) -> Path:
+    from lsp_model.checkpoint import run_checkpoint_path
+    return run_checkpoint_path(run_dir, steps)
+
 
 def run_valid(run_dir: Path | None, steps: int) -> str | None:
     if run_dir is None or not run_dir.is_dir():
         return "no run folder"
-    if not (run_dir / f"GP2-pretrain-step-{steps}.pkl").is_file():
-        return f"no GP2-pretrain-step-{steps}.pkl"
+    ckpt = final_checkpoint(run_dir, steps)
+    if not ckpt.is_file():
+        return f"no {ckpt.name}"
     log = run_dir / "train_log.txt"
     if not log.is_file() or count_lines(log) < 2:
         return "no train_log.txt rows"
     return None
 
 
-def find_run_dir(output_dir: Path, before: set[str]) -> Path | None:
-    new = [p for p in output_dir.glob("GPT2.*") if p.is_dir() and p.name not in before]
-    return max(new, key=lambda p: p.stat().st_mtime) if new else None
+def resumable_step(run_dir: Path) -> int | None:
+    """The newest update with a complete checkpoint (weights + resume state) in `run_dir`."""
+    from gpt2_training.checkpoint import complete_steps
+    steps = complete_steps(run_dir) if run_dir.is_dir() else []
+    return steps[0] if steps else None
 
 
-def stage_train(s: DemoSettings, mdir: Path, init: Path | None, db: Path, eval_tsv: Path) -> Path:
-    out = s.out / "train"
-    key = {"config": fingerprint(mdir / "config.json"), "init": str(init), "db": fingerprint(db),
-           "eval": fingerprint(eval_tsv), "steps": s.steps, "batch_size": s.batch_size, "lr": s.lr,
-           "warmup_steps": s.warmup_steps, "valid_step": s.valid_step, "seed": s.seed}
-    stamp = stamp_matches(s, "train", key)
-    if stamp and run_valid(Path(stamp["run_dir"]), s.steps) is None:
-        say(f"train: skipped ({stamp['run_dir']} has GP2-pretrain-step-{s.steps}.pkl)")
-        return Path(stamp["run_dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    before = {p.name for p in out.glob("GPT2.*")}
+def new_run_dirs(train_dir: Path, before: list[str]) -> list[Path]:
+    return sorted((p for p in train_dir.glob("GPT2.*") if p.is_dir() and p.name not in before),
+                  key=lambda p: p.stat().st_mtime)
+
+
+def train_command(s: DemoSettings, mdir: Path, init: Path | None, db: Path, eval_tsv: Path,
+                  bf16: bool, resume: Path | None) -> list:
     cmd = [*s.python, s.repo / "LSP_train.py", "--model_name_or_path", mdir,
            "--init_checkpoint", init or "None", "--train_input_file", db, "--eval_input_file", eval_tsv,
-           "--output_dir", out, "--seed", s.seed, "--max_seq_length", s.max_seq_len,
+           "--output_dir", s.out / "train", "--seed", s.seed, "--max_seq_length", s.max_seq_len,
            "--train_batch_size", s.batch_size, "--gradient_accumulation_steps", 1,
            "--eval_batch_size", 16, "--learning_rate", s.lr, "--num_optim_steps", s.steps,
            "--valid_step", s.valid_step, "--warmup_steps", s.warmup_steps, "--normalize_data", "true",
-           "--fp16", "false", "--lr_schedule", "noam", "--no_token_id", "true", "--pbar", "true"]
-    run(s, "train", cmd)
-    run_dir = find_run_dir(out, before)
+           "--fp16", "false", "--bf16", str(bf16).lower(), "--lr_schedule", "noam",
+           "--no_token_id", "true", "--pbar", "true"]
+    return cmd + (["--resume_from_checkpoint", resume] if resume is not None else [])
+
+
+class TrainWatch:
+    """Polled while LSP_train runs: reads the run folder's train_log.txt and, at every tenth of
+    the run, says the measured time per update and the time left."""
+
+    def __init__(self, train_dir: Path, before: list[str], steps: int, run_dir: Path | None = None):
+        self.train_dir, self.before, self.steps, self.run_dir = train_dir, before, steps, run_dir
+        self.first = None  # (time, update) of the first row this invocation saw
+        self.next_mark = 0
+        self.polled = 0.0
+
+    def update(self) -> int | None:
+        if self.run_dir is None:
+            new = new_run_dirs(self.train_dir, self.before)
+            self.run_dir = new[-1] if new else None
+        log = self.run_dir / "train_log.txt" if self.run_dir else None
+        try:
+            with open(log, "rb") as f:
+                f.seek(max(0, f.seek(0, 2) - 400))
+                last = f.read().decode("utf-8", "replace").splitlines()[-1]
+            return int(last.split(",")[1]) - 1  # the log's global_step column is update + 1
+        except (OSError, TypeError, ValueError, IndexError):
+            return None
+
+    def __call__(self) -> str | None:
+        now = time.time()
+        if now - self.polled < 1.0:
+            return None
+        self.polled = now
+        done = self.update()
+        if done is None:
+            return None
+        if self.first is None:
+            self.first = (now, done)
+            self.next_mark = done + max(1, min(5, self.steps // 20))
+            return None
+        if done < self.next_mark or done <= self.first[1]:
+            return None
+        self.next_mark = (done // max(1, self.steps // 10) + 1) * max(1, self.steps // 10)
+        per_step = (now - self.first[0]) / (done - self.first[1])
+        left = per_step * (self.steps - done)
+        return (f"train: update {done}/{self.steps}, {per_step:.2f} s/update measured: "
+                f"about {left / 60:.1f} min of training left")
+
+
+def stage_train(s: DemoSettings, threads: int, bf16: bool, mdir: Path, init: Path | None, db: Path,
+                eval_tsv: Path) -> Path:
+    train_dir = s.out / "train"
+    key = {"config": fingerprint(mdir / "config.json"), "init": str(init), "db": fingerprint(db),
+           "eval": fingerprint(eval_tsv), "steps": s.steps, "batch_size": s.batch_size, "lr": s.lr,
+           "warmup_steps": s.warmup_steps, "valid_step": s.valid_step, "seed": s.seed, "bf16": bf16}
+    stamp = stamp_matches(s.out, "train", key) or {}
+    run_dir = Path(stamp["run_dir"]) if stamp.get("run_dir") else None
+    if stamp.get("done") and run_valid(run_dir, s.steps) is None:
+        say(f"train: skipped ({run_dir} has {final_checkpoint(run_dir, s.steps).name})")
+        return run_dir
+    if run_dir is None and stamp:  # an earlier attempt was killed before it could say where it ran
+        found = [d for d in new_run_dirs(train_dir, stamp.get("before", [])) if resumable_step(d)]
+        run_dir = found[-1] if found else None
+    step = resumable_step(run_dir) if run_dir is not None else None
+    if step is not None:
+        threads = stamp.get("threads", threads)  # the same threads: resumed bit for bit
+        say(f"train: resuming {run_dir} from its checkpoint of update {step} ({threads} thread(s), as before)")
+    else:
+        run_dir = None
+    train_dir.mkdir(parents=True, exist_ok=True)
+    before = sorted(p.name for p in train_dir.glob("GPT2.*"))
+    write_stamp(s.out, "train", key, run_dir=run_dir, before=before, threads=threads, done=False)
+    watch = TrainWatch(train_dir, before, s.steps, run_dir)
+    try:
+        run(s.out, "train", train_command(s, mdir, init, db, eval_tsv, bf16, run_dir), repo=s.repo,
+            threads=threads, quiet=s.quiet, watch=watch)
+    except (KeyboardInterrupt, StageError) as e:
+        kept = keep_resumable(s.out, key, train_dir, before, run_dir or watch.run_dir, threads)
+        if isinstance(e, KeyboardInterrupt):
+            raise Interrupted(f" during training; {kept}") from None
+        raise
+    run_dir = run_dir or watch.run_dir or (new_run_dirs(train_dir, before) or [None])[-1]
     why = run_valid(run_dir, s.steps)
     if why is not None:
-        raise StageError(f"train: LSP_train.py exited 0 but the run is incomplete in {run_dir or out}: {why}")
-    write_stamp(s, "train", key, run_dir=str(run_dir))
+        raise StageError(f"train: LSP_train.py exited 0 but the run is incomplete in {run_dir or train_dir}: {why}")
+    write_stamp(s.out, "train", key, run_dir=run_dir, before=before, threads=threads, done=True)
     say(f"train: run folder {run_dir}")
     return run_dir
+
+
+def keep_resumable(out: Path, key: dict, train_dir: Path, before: list[str], run_dir: Path | None,
+                   threads: int) -> str:
+    """After a failed or interrupted training: remember the run folder when it holds a checkpoint
+    to resume from, remove the new run folders that hold none. Returns what was kept."""
+    new = new_run_dirs(train_dir, before)
+    if run_dir is None and new:
+        run_dir = new[-1]
+    step = resumable_step(run_dir) if run_dir is not None else None
+    for d in new:
+        if d != run_dir or step is None:
+            shutil.rmtree(d, ignore_errors=True)
+    if step is None:
+        return "no checkpoint was saved yet, so training starts again from update 0"
+    write_stamp(out, "train", key, run_dir=run_dir, before=before, threads=threads, done=False)
+    return f"training resumes from its checkpoint of update {step} in {run_dir}"
 
 
 # ---------------------------------------------------------------------------------------------
 # decode and evaluate
 
-def stage_decode(s: DemoSettings, name: str, flags: list, run_dir: Path, contexts: Path) -> Path:
+def stage_decode(s: DemoSettings, threads: int, name: str, flags: list, run_dir: Path, contexts: Path) -> Path:
     hyp = s.out / "decode" / f"{name}.txt"
-    ckpt = run_dir / f"GP2-pretrain-step-{s.steps}.pkl"
+    ckpt = final_checkpoint(run_dir, s.steps)
     n = count_lines(contexts)
     key = {"ckpt": fingerprint(ckpt), "contexts": fingerprint(contexts), "flags": flags}
-    stamp = stamp_matches(s, f"decode_{name}", key)
+    stamp = stamp_matches(s.out, f"decode_{name}", key)
     if stamp and hyp.is_file() and count_lines(hyp) == n and stamp.get("hyp") == fingerprint(hyp):
         say(f"decode {name}: skipped ({hyp} has {n} lines)")
         return hyp
     hyp.parent.mkdir(parents=True, exist_ok=True)
-    run(s, f"decode_{name}", [*s.python, s.repo / "decode.py", "--model", ckpt, "--config",
-                              s.out / "model" / "config.json", "--input", contexts, "--output", hyp,
-                              "--batch_size", 32, *flags])
+    run(s.out, f"decode_{name}", [*s.python, s.repo / "decode.py", "--model", ckpt, "--config",
+                                  s.out / "model" / "config.json", "--input", contexts, "--output", hyp,
+                                  "--batch_size", 32, *flags], repo=s.repo, threads=threads, quiet=s.quiet)
     got = count_lines(hyp) if hyp.is_file() else 0
     if got != n:
         raise StageError(f"decode {name}: {hyp} has {got} lines, expected {n} (one per test context)")
-    write_stamp(s, f"decode_{name}", key, hyp=fingerprint(hyp))
+    write_stamp(s.out, f"decode_{name}", key, hyp=fingerprint(hyp))
     return hyp
 
 
-def stage_eval(s: DemoSettings, name: str, hyp: Path, refs: Path) -> dict:
+def stage_eval(s: DemoSettings, threads: int, name: str, hyp: Path, refs: Path) -> dict:
     out = s.out / "eval" / f"{name}.json"
     n = count_lines(refs)
     key = {"hyp": fingerprint(hyp), "refs": fingerprint(refs), "meteor": s.meteor}
-    if stamp_matches(s, f"eval_{name}", key):
+    if stamp_matches(s.out, f"eval_{name}", key):
         try:
             res = json.loads(out.read_text())
             if res.get("n_lines") == n:
@@ -455,22 +373,36 @@ def stage_eval(s: DemoSettings, name: str, hyp: Path, refs: Path) -> dict:
         except (OSError, ValueError):
             pass
     out.parent.mkdir(parents=True, exist_ok=True)
-    run(s, f"eval_{name}", [*s.python, "-m", "dstc", "--refs", refs, "--hyp", hyp, "--json", out,
-                            *([] if s.meteor else ["--no-meteor"])])
+    run(s.out, f"eval_{name}", [*s.python, "-m", "dstc", "--refs", refs, "--hyp", hyp, "--json", out,
+                                *([] if s.meteor else ["--no-meteor"])],
+        repo=s.repo, threads=threads, quiet=s.quiet)
     try:
         res = json.loads(out.read_text())
     except (OSError, ValueError) as e:
         raise StageError(f"eval {name}: python -m dstc wrote no readable {out} ({e})") from None
     if res.get("n_lines") != n:
         raise StageError(f"eval {name}: {out} scored {res.get('n_lines')} lines, expected {n}")
-    write_stamp(s, f"eval_{name}", key)
+    write_stamp(s.out, f"eval_{name}", key)
     return res
 
 
 # ---------------------------------------------------------------------------------------------
 
+def cpu_choices(s: DemoSettings) -> tuple[int, bool]:
+    """(threads per stage, bf16): the flags when given, else the free cores and the CPU's bf16 units."""
+    from lsp_io.cpu import free_cores, has_bf16
+    free, cores, busy = free_cores()
+    threads = s.threads or free
+    how = "--threads" if s.threads else f"{cores} core(s), {busy:.1f} busy now"
+    bf16 = has_bf16() if s.bf16 is None else s.bf16
+    say(f"cpu: {threads} thread(s) per stage ({how}); training in {'bf16 autocast' if bf16 else 'fp32'}"
+        f"{'' if s.bf16 is not None else ' (the CPU ' + ('has' if bf16 else 'lacks') + ' bf16 units)'}")
+    return threads, bf16
+
+
 def run_demo(s: DemoSettings) -> dict:
-    """Every stage in order; returns what the report shows. Raises StageError on failure."""
+    """Every stage in order; returns what the report shows. Raises StageError on failure,
+    Interrupted on Ctrl-C."""
     from .report import write_report
 
     t0 = time.time()
@@ -479,18 +411,22 @@ def run_demo(s: DemoSettings) -> dict:
 
     def timed(name, fn, *a):
         t = time.time()
-        r = fn(*a)
-        timings[name] = time.time() - t
-        return r
+        try:
+            return fn(*a)
+        except KeyboardInterrupt as e:
+            raise e if isinstance(e, Interrupted) else Interrupted(f" during {name}") from None
+        finally:
+            timings[name] = time.time() - t
 
-    files = timed("data", stage_data, s)
+    threads, bf16 = cpu_choices(s)
+    files = timed("data", stage_data, s, threads)
     mdir, init = timed("model", stage_model, s)
-    db = timed("prepro", stage_prepro, s, files["train"])
-    run_dir = timed("train", stage_train, s, mdir, init, db, files["refs"])
+    db = timed("prepro", stage_prepro, s, threads, files["train"])
+    run_dir = timed("train", stage_train, s, threads, bf16, mdir, init, db, files["refs"])
     results = {}
     for name, flags in s.decodings.items():
-        hyp = timed(f"decode_{name}", stage_decode, s, name, flags, run_dir, files["contexts"])
-        results[name] = (hyp, timed(f"eval_{name}", stage_eval, s, name, hyp, files["refs"]))
+        hyp = timed(f"decode_{name}", stage_decode, s, threads, name, flags, run_dir, files["contexts"])
+        results[name] = (hyp, timed(f"eval_{name}", stage_eval, s, threads, name, hyp, files["refs"]))
     timings["total"] = time.time() - t0
-    return write_report(s.out, run_dir, files, results, timings, settings=asdict(s))
-
+    return write_report(s.out, run_dir, files, results, timings, settings=asdict(s) | {"threads": threads,
+                                                                                       "bf16": bf16})

@@ -99,3 +99,15 @@ def test_scripts_run_as_files(repo_dir):
         proc = subprocess.run([sys.executable, str(repo_dir / "dstc" / script), "--help"],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and "usage" in proc.stdout, proc.stderr
+
+
+def test_non_utf8_hypothesis_names_file_and_line(tmp_path, capsys):
+    refs = tmp_path / "refs.tsv"
+    refs.write_text("ctx a\tref a\nctx b\tref b\nctx c\tref c\n")
+    hyp = tmp_path / "hyp.txt"
+    hyp.write_bytes(b"fine\nalso fine\ncaf\xe9 latin-1\n")
+    assert main(["--refs", str(refs), "--hyp", str(hyp), "--no-meteor"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {hyp}:3: not UTF-8 (byte 0xe9") and err.count("\n") == 1
+    assert main(["--refs", str(tmp_path / "missing.tsv"), "--hyp", str(hyp), "--no-meteor"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'missing.tsv'}: cannot read")

@@ -145,3 +145,37 @@ def test_mteval_fast_path_equals_per_token_loop():
     for _ in range(3000):
         s = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 25)))
         assert tokenize(s) == tokenize_per_token(s), repr(s)
+
+
+def test_meteor_progress_goes_to_the_callback(tmp_path):
+    """The jar's `Segment i score:` lines drive progress lines (python -m dstc prints them on
+    stderr), and the final score is still parsed. A stand-in process plays the jar."""
+    import subprocess
+    import sys
+
+    from dstc.metrics.meteor import MeteorRun
+    script = ("import sys\nprint('Meteor version: 1.5')\n"
+              "for i in range(5): print(f'Segment {i + 1} score:\\t0.5')\n"
+              "print('Final score:\\t\\t0.4321')\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    said = []
+    run = MeteorRun(proc, None, n_segments=5, progress=said.append, every=0.0)
+    assert run.result() == 0.4321
+    assert said[0].startswith("METEOR: started the jar on 5 segments")
+    assert [s.split(" segments")[0] for s in said[1:]] == [f"METEOR: {i}/5" for i in range(1, 6)]
+
+
+def test_evaluate_uses_the_metric_contract(monkeypatch):
+    """METEOR is one Metric among others: begin() then collect, its signature() in the line."""
+    from dstc import evaluate
+    from dstc.metrics.meteor import Meteor
+    monkeypatch.setattr(Meteor, "available", lambda self: None)
+    monkeypatch.setattr(Meteor, "begin", lambda self, corpus: lambda: {"meteor": 0.25})
+    monkeypatch.setattr(Meteor, "signature", lambda self: "meteor:stand-in")
+    got = evaluate(["a reply", "another one"], [["a reply"], ["one more"]], n_refs=1, vshuman=-1)
+    assert got["meteor"] == 0.25 and got["meteor_status"] == "ok"
+    assert "|mteval:v14c(py,13a+url,lc,closest,smooth)|meteor:stand-in|" in got["signature"]
+    monkeypatch.setattr(Meteor, "available", lambda self: "METEOR unavailable: no java")
+    got = evaluate(["a reply"], [["a reply"]], n_refs=1, vshuman=-1)
+    assert got["meteor"] is None and got["meteor_status"] == "METEOR unavailable: no java"
+    assert "|meteor:n/a|" in got["signature"]

@@ -11,22 +11,25 @@ and the caller collects the value later (:meth:`MeteorRun.result`).
 from __future__ import annotations
 
 import importlib.util
-from functools import lru_cache
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
+from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 from ..files import write_lines
-from .base import Metric
+from .base import Metric, MetricUnavailable
 
 __all__ = ["Meteor", "MeteorRun", "MeteorUnavailable", "find_meteor_jar", "HOW_TO_GET"]
 
 HOW_TO_GET = "to get it: `pip install dialogpt[meteor]` (METEOR 1.5 jar) and a Java runtime (JRE 8+) on PATH"
 
 
-class MeteorUnavailable(RuntimeError):
+class MeteorUnavailable(MetricUnavailable):
     """Java or the jar is missing, or the jar did not print a score; the message says why."""
 
 
@@ -55,25 +58,56 @@ def java_version(java: str) -> str:
 
 
 class MeteorRun:
-    """A running jar; :meth:`result` waits for it and returns the corpus METEOR."""
+    """A running jar; :meth:`result` waits for it and returns the corpus METEOR.
 
-    def __init__(self, proc: subprocess.Popen, workdir: tempfile.TemporaryDirectory | None):
+    Its output is read as it comes: the jar prints ``Segment i score:`` for each hypothesis, so
+    `progress` (a callable taking one line) hears how far it is, at most every `every` seconds.
+    """
+
+    def __init__(self, proc: subprocess.Popen, workdir: tempfile.TemporaryDirectory | None,
+                 n_segments: int = 0, progress: Callable[[str], None] | None = None, every: float = 10.0):
         self._proc, self._workdir = proc, workdir
         self._value: float | None = None
+        self._out: list[bytes] = []
+        self._err = b""
+        self._n, self._progress, self._every = n_segments, progress, every
+        self._readers = [threading.Thread(target=self._read_out, daemon=True),
+                         threading.Thread(target=self._read_err, daemon=True)]
+        for t in self._readers:
+            t.start()
+
+    def _read_out(self) -> None:
+        t0 = last = time.monotonic()
+        done = 0
+        if self._progress:
+            self._progress(f"METEOR: started the jar on {self._n:,} segments (it first loads its paraphrase table)")
+        for line in self._proc.stdout:
+            self._out.append(line)
+            if line.startswith(b"Segment "):
+                done += 1
+                now = time.monotonic()
+                if self._progress and (now - last >= self._every or done == self._n):
+                    last = now
+                    self._progress(f"METEOR: {done:,}/{self._n:,} segments scored ({now - t0:.0f}s)")
+
+    def _read_err(self) -> None:
+        self._err = self._proc.stderr.read()
 
     def result(self) -> float:
         if self._value is None:
             try:
-                out, err = self._proc.communicate()
+                self._proc.wait()
+                for t in self._readers:
+                    t.join()
             finally:
                 if self._workdir is not None:
                     self._workdir.cleanup()
-            for line in out.decode("utf-8", "replace").split("\n"):
+            for line in b"".join(self._out).decode("utf-8", "replace").split("\n"):
                 if "Final score:" in line:
                     self._value = float(line.split()[-1])
                     break
             else:
-                tail = err.decode("utf-8", "replace").strip().splitlines()[-3:]
+                tail = self._err.decode("utf-8", "replace").strip().splitlines()[-3:]
                 raise MeteorUnavailable("METEOR jar printed no final score: " + " | ".join(tail))
         return self._value
 
@@ -89,10 +123,12 @@ class Meteor(Metric):
 
     name = "meteor"
 
-    def __init__(self, jar: str | Path | None = None, java: str | None = None, heap: str = "1g"):
+    def __init__(self, jar: str | Path | None = None, java: str | None = None, heap: str = "1g",
+                 progress: Callable[[str], None] | None = None):
         self.jar = Path(jar) if jar else find_meteor_jar()
         self.java = java or shutil.which("java")
         self.heap = heap
+        self.progress = progress
 
     def available(self) -> str | None:
         """None when METEOR can run, else one line saying what is missing and how to get it."""
@@ -103,7 +139,8 @@ class Meteor(Metric):
         return None
 
     def signature(self) -> str:
-        return "meteor-1.5|-l en -norm|rank"
+        """The jar's settings and the Java that ran it (the table's signature line shows it)."""
+        return f"meteor:1.5(-l en -norm,java {java_version(self.java)})"
 
     def start(self, hyps: list[str], refs: list[list[str]], workdir: str | Path | None = None) -> MeteorRun:
         """Write ``hyp.txt`` + ``refs_merged.txt`` and launch the jar in the background.
@@ -129,10 +166,14 @@ class Meteor(Metric):
         cmd = [self.java, f"-Xmx{self.heap}", "-Dfile.encoding=UTF-8", "-jar", str(self.jar),
                str(hyp_path), str(refs_path), "-r", str(n_refs), "-l", "en", "-norm"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        return MeteorRun(proc, tmp)
+        return MeteorRun(proc, tmp, len(hyps), self.progress)
+
+    def begin(self, corpus):
+        run = self.start(corpus.hyps, corpus.refs)  # the jar works while the caller scores the rest
+        return lambda: {"meteor": run.result()}
 
     def corpus_score(self, corpus) -> dict:
-        return {"meteor": self.start(corpus.hyps, corpus.refs).result()}
+        return self.begin(corpus)()
 
 
 def write_merged_refs(path: str | Path, refs: list[list[str]]) -> None:

@@ -119,7 +119,9 @@ class NistBleu(Metric):
         self.max_order = max_order
 
     def signature(self) -> str:
-        return "mteval-v14c(py)|tok:13a+url|lc:ascii|bp:closest|smooth:nist-geometric"
+        """mteval-v14c, ported: 13a tokenisation with URLs kept, lower-cased, closest-reference
+        brevity penalty, NIST geometric smoothing."""
+        return "mteval:v14c(py,13a+url,lc,closest,smooth)"
 
     def corpus_score(self, corpus) -> dict:
         stats = self.corpus_stats(corpus.mteval_hyps(), corpus.mteval_refs())
