@@ -19,9 +19,22 @@ Exact resume of an interrupted run: add `--resume_from_checkpoint last` (or a ru
 See docs/training.md for every flag and the output files.
 """
 import logging
+import os
 import sys
 
 from gpt2_training.args import UsageError, parse_args
+
+
+def set_cpu_threads(args) -> None:
+    """On CPU, one thread per *free* core (split among the node's ranks): threads of a busy core
+    wait in barriers and a step gets several times slower (lsp_io/cpu.py)."""
+    import torch
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.threads is None and (not device.startswith("cpu") or "OMP_NUM_THREADS" in os.environ):
+        return
+    from lsp_io.cpu import free_cores
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    torch.set_num_threads(args.threads or max(1, free_cores()[0] // ranks))
 
 
 def main(argv=None) -> dict:
@@ -35,6 +48,7 @@ def main(argv=None) -> dict:
     # torch and the training code only now: --help and a bad flag answer at once
     from gpt2_training.failures import failure
     from gpt2_training.loop import train
+    set_cpu_threads(args)
     try:
         return train(args)
     except Exception as e:  # one line and the exit status docs/training.md documents; a bug keeps its traceback

@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--stop_after_steps", type=int, default=0,
       help="end this invocation after N updates (the schedule still uses --num_optim_steps); resume later")
     a("--device", type=str, default=None, help="force a device, e.g. cpu (default: cuda if available)")
+    a("--threads", type=int, default=None,
+      help="CPU threads per process (default: $OMP_NUM_THREADS, else the cores free right now)")
     for action in p._actions[1:]:  # after -h: show each flag's default, mark the required ones
         if action.type is parse_bool:
             action.metavar = "{true,false}"

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -85,3 +86,24 @@ def test_one_boolean_vocabulary_everywhere():
         parse_bool("maybe")
     base = ["--model_name_or_path", "m", "--train_input_file", "d", "--output_dir", "o"]
     assert parse_args(base + ["--fp16", "Off", "--pbar", "1"]).fp16 is False
+
+
+def test_lsp_train_cpu_threads_follow_free_cores(monkeypatch):
+    """On CPU LSP_train uses the free cores (split among ranks); --threads and OMP_NUM_THREADS win."""
+    import torch
+
+    import LSP_train
+    from lsp_io import cpu
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    monkeypatch.setattr(cpu, "free_cores", lambda window=0.5: (3, 4, 1.0))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    ns = SimpleNamespace
+    LSP_train.set_cpu_threads(ns(device="cpu", threads=None))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    LSP_train.set_cpu_threads(ns(device="cpu", threads=None))
+    LSP_train.set_cpu_threads(ns(device="cpu", threads=5))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    LSP_train.set_cpu_threads(ns(device="cpu", threads=None))
+    assert calls == [3, 1, 5]
