@@ -143,30 +143,13 @@ def stage_model(s: DemoSettings) -> tuple[Path, Path | None]:
 # prepro
 
 def db_problem(db: Path, max_seq_len: int) -> str | None:
-    """Why `db` cannot be used (None when it can), by lsp_data's own reading of it: it opens,
-    has features, the right max_seq_len, and holds exactly the chunks its meta.json lists."""
-    from lsp_data import db as lsp_db
+    """Why `db` cannot be used (None when it can): lsp_data's one DB rule (lsp_data.db.check_db)."""
+    from lsp_data.db import DBError, check_db
     try:
-        shelf, meta = lsp_db.open_db(db)
-    except (OSError, lsp_db.DBError) as e:
+        meta = check_db(db, max_seq_len)
+    except (OSError, DBError) as e:
         return str(e).splitlines()[0]
-    try:
-        keys = lsp_db.chunk_keys(shelf)
-    except Exception as e:  # a damaged db.dir
-        return f"unreadable shelve index ({type(e).__name__})"
-    finally:
-        shelf.close()
-    if not meta.get("n_example") or not keys:
-        return "no features"
-    if meta.get("max_seq_len") != max_seq_len:
-        return f"max_seq_len {meta.get('max_seq_len')} != {max_seq_len}"
-    listed = meta.get("chunks")
-    if listed is not None:
-        if sorted(listed) != sorted(keys):
-            return f"meta.json lists {len(listed)} chunks, the DB holds {len(keys)}"
-        if sum(c.get("n", 0) for c in listed.values()) != meta["n_example"]:
-            return f"meta.json's chunks do not add up to n_example {meta['n_example']}"
-    return None
+    return None if meta.get("n_example") else "no features"
 
 
 def stage_prepro(s: DemoSettings, threads: int, train_tsv: Path) -> Path:

@@ -333,10 +333,10 @@ def test_db_check_uses_lsp_data_rule(tmp_path):
     assert len(chunks) == 1
     write_meta(db, {"n_example": 6, "chunk_size": 4, "max_seq_len": 128, "chunks": chunks})
     assert stages.db_problem(db, 128) is None
-    assert stages.db_problem(db, 64) == "max_seq_len 128 != 64"
+    assert "max_seq_len" in stages.db_problem(db, 64)
     meta = json.loads((db / "meta.json").read_text())
     write_meta(db, meta | {"chunks": meta["chunks"] | {"chunk_1": {"n": 0, "input_len_counts": {}}}})
-    assert stages.db_problem(db, 128) == "meta.json lists 2 chunks, the DB holds 1"
+    assert "index (db.dir) disagrees with meta.json" in stages.db_problem(db, 128)
     (db / "meta.json").unlink()
     assert "no meta.json" in stages.db_problem(db, 128)
 
