@@ -1,96 +1,95 @@
-"""Decoding speed: tokens/s of the KV-cache loop vs a no-cache loop, batch 1 and 32, and the
-cost of MMI reranking per context. Everything runs in one process on the same random model
-(timings on a shared CPU fluctuate: compare the ratios).
+"""Decoding speed: our generate() (lsp_model.generate) against transformers' model.generate,
+greedy and beam 4, batch 1 and 32, same model, same left-padded contexts, outputs checked equal.
+Interleaved rounds in one process; tokens/s median [min-max] and per-round ratios.
 
-    python benchmarks/bench_decode.py                       # 6 x 384 GPT-2, CPU
-    python benchmarks/bench_decode.py --config configs/117M --device cuda
+    python benchmarks/bench_decode.py                          # 117M (random weights), CPU
+    python benchmarks/bench_decode.py --config configs/117M --device cuda --batches 1 64
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lsp_model.generate import generate, left_pad, make_gen_config, positions_from_mask  # noqa: E402
-from lsp_model.mmi import rerank_batch  # noqa: E402
-from lsp_model.model import build_model, load_config, make_config  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from common import interleaved, load, machine, ratio_rounds, summary, write_json  # noqa: E402
+from lsp_model.generate import generate, left_pad, make_gen_config  # noqa: E402
+from lsp_model.model import build_model, load_config  # noqa: E402
 
 EOS = 50256
 
 
-@torch.no_grad()
-def greedy_no_cache(model, contexts, n_new):
-    """The baseline: recompute the whole (left-padded) sequence for every new token."""
+def hf_generate(model, contexts, n_new, beams):
+    """transformers' generate on the same left-padded batch (it derives positions from the mask)."""
     ids, mask = left_pad(contexts, EOS)
-    ids, mask = ids.to(model.device), mask.to(model.device)
-    for _ in range(n_new):
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), use_cache=False,
-                    logits_to_keep=1)
-        tok = out.logits[:, -1].argmax(-1, keepdim=True)
-        ids, mask = torch.cat([ids, tok], 1), torch.cat([mask, torch.ones_like(tok)], 1)
-    return ids[:, -n_new:].tolist()
+    dev = next(model.parameters()).device
+    out = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), do_sample=False, num_beams=beams,
+                         min_new_tokens=n_new, max_new_tokens=n_new, pad_token_id=EOS, eos_token_id=EOS,
+                         length_penalty=1.0, num_return_sequences=1)
+    return out[:, ids.shape[1]:].tolist()
 
 
-def timed(fn, reps):
-    best = float("inf")
-    for _ in range(reps):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        out = fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+def ours_generate(model, contexts, n_new, beams):
+    cfg = make_gen_config("greedy" if beams == 1 else None, num_beams=beams, min_new_tokens=n_new,
+                          max_new_tokens=n_new)
+    return [h[0]["ids"] for h in generate(model, contexts, cfg, EOS)]
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="config.json/folder (default: 6 layers x 384, GPT-2 vocabulary)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default=str(REPO / "configs" / "117M"))
+    p.add_argument("--device", default="cpu")
     p.add_argument("--ctx_len", type=int, default=48)
-    p.add_argument("--new_tokens", type=int, default=32)
-    p.add_argument("--reps", type=int, default=2)
-    p.add_argument("--candidates", type=int, default=10)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave as is)")
+    p.add_argument("--new_tokens", type=int, default=16)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--beams", type=int, nargs="+", default=[1, 4])
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json")
     a = p.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    cfg = load_config(a.config) if a.config else make_config(n_layer=6, n_embd=384, n_head=6)
+    cfg = load_config(a.config)
     model = build_model(cfg).to(a.device).eval()
     g = torch.Generator().manual_seed(0)
-    ctxs = [torch.randint(0, 50000, (a.ctx_len - (i % 8),), generator=g).tolist() + [EOS] for i in range(32)]
-    gcfg = make_gen_config("greedy", min_new_tokens=a.new_tokens, max_new_tokens=a.new_tokens)
-    print(f"model {cfg.n_layer}x{cfg.n_embd} vocab {cfg.vocab_size} on {a.device}, {torch.get_num_threads()} threads; "
-          f"contexts {a.ctx_len - 7}-{a.ctx_len} tokens, {a.new_tokens} new tokens (greedy)")
-    rows = {}
-    for bs in (1, 32):
-        batch = ctxs[:bs]
-        t_c, cached = timed(lambda: generate(model, batch, gcfg, EOS), a.reps)
-        t_n, plain = timed(lambda: greedy_no_cache(model, batch, a.new_tokens), a.reps)
-        same = [h[0]["ids"] for h in cached] == plain
-        rows[bs] = (t_c, t_n)
-        n_tok = bs * a.new_tokens
-        print(f"batch {bs:2d}: KV cache {n_tok / t_c:8.1f} tok/s   no cache {n_tok / t_n:8.1f} tok/s   "
-              f"speed-up x{t_n / t_c:.2f}   same tokens: {same}")
-    print(f"batching: batch 32 vs batch 1 with the cache x{(32 * rows[1][0]) / rows[32][0]:.2f} tokens/s")
-    # MMI: sample candidates, then score them all with a reverse model of the same size
-    scfg = make_gen_config("topk", num_return_sequences=a.candidates, min_new_tokens=a.new_tokens // 2,
-                           max_new_tokens=a.new_tokens)
-    batch = ctxs[:8]
-    t_s, hyps = timed(lambda: generate(model, batch, scfg, EOS), 1)
-    turns = [[c[:-1]] for c in batch]
-    t_r, _ = timed(lambda: rerank_batch(model, turns, hyps, EOS, batch_size=32), a.reps)
-    t_g, _ = timed(lambda: generate(model, batch, gcfg, EOS), 1)
-    print(f"MMI, {a.candidates} sampled candidates per context: sampling {1000 * t_s / len(batch):.0f} ms/ctx, "
-          f"reverse scoring {1000 * t_r / len(batch):.0f} ms/ctx; total x{(t_s + t_r) / t_g:.2f} the time of "
-          f"batched greedy ({1000 * t_g / len(batch):.0f} ms/ctx)")
+    ctxs = [torch.randint(0, 50000, (a.ctx_len - (i % 8),), generator=g).tolist() + [EOS]
+            for i in range(max(a.batches))]
+    print(f"decoding, {cfg.n_layer}x{cfg.n_embd} on {a.device}, contexts {a.ctx_len - 7}-{a.ctx_len} tokens, "
+          f"{a.new_tokens} new tokens, {a.rounds} rounds; {machine()}")
+    rows, fns, outs = [], {}, {}
+    for beams in a.beams:
+        for bs in a.batches:
+            for name, fn in (("ours", ours_generate), ("transformers", hf_generate)):
+                def run(fn=fn, key=(name, beams, bs), bs=bs, beams=beams):
+                    with torch.no_grad():
+                        outs[key] = fn(model, ctxs[:bs], a.new_tokens, beams)
+                    _sync(a.device)
+                fns[(name, beams, bs)] = run
+    interleaved(fns, 1)  # warm-up
+    t = interleaved(fns, a.rounds)
+    print(f"  {load()}")
+    for beams in a.beams:
+        for bs in a.batches:
+            same = outs[("ours", beams, bs)] == outs[("transformers", beams, bs)]
+            for name in ("ours", "transformers"):
+                xs = t[(name, beams, bs)]
+                med, lo, hi = summary([bs * a.new_tokens / x for x in xs])
+                r = summary(ratio_rounds(t[("transformers", beams, bs)], xs))
+                mode = "greedy" if beams == 1 else f"beam{beams}"
+                print(f"  {mode:6} batch {bs:3d} {name:12} {med:8.1f} tok/s [{lo:.1f}-{hi:.1f}]  "
+                      f"x{r[0]:.2f} of transformers [{r[1]:.2f}-{r[2]:.2f}]  outputs equal: {same}")
+                rows.append(dict(name=name, mode=mode, batch=bs, tokens_per_s=med, lo=lo, hi=hi,
+                                 ratio_vs_transformers=r[0], outputs_equal=same))
+    write_json(a.json, "decode", rows)
 
 
 if __name__ == "__main__":

@@ -1,29 +1,28 @@
-"""prepro throughput: lines/s and peak memory, 1 vs 2 workers, against the original's speed.
+"""prepro throughput against the original prepro.py: lines/s wall and lines per CPU-second.
 
-    python benchmarks/bench_prepro.py [--lines 200000] [--baseline_lines 20000]
+    python benchmarks/bench_prepro.py [--lines 60000] [--baseline_lines 10000] [--workers 1,2]
 
-Corpus: real conversations (chitchat-dataset, plus ../shared/data/reddit-t1000 when present),
-in DialoGPT's TSV format, repeated to --lines. The baseline mimics the original prepro.py in
-this process: a pure-Python GPT-2 byte-level BPE (as pytorch-pretrained-bert's, written here
-only for the comparison), the same feature logic, Python json and gzip level 9; it runs on a
-subset and its lines/s is extrapolated. Its token ids are checked against the fast tokenizer.
+Corpus: chitchat-dataset's conversations in DialoGPT's TSV format, every line once (no copies
+that would keep a BPE cache hot). The original is benchmarks/original_prepro.py, its algorithm
+re-implemented (pure-Python BPE with its cache, per-line features, json + gzip 9, shelve), shown
+byte-identical to the original's output by tests/test_bench_prepro.py; it runs on the first
+--baseline_lines lines, its rate is per line. CPU time counts worker processes and tokenizer
+threads. Interleaved rounds, medians.
 """
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import os
 import random
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 # ------------------------------------------------------------------------------ the corpus
@@ -42,52 +41,13 @@ def chitchat_lines(rng: random.Random) -> list[str]:
     return lines
 
 
-def build_corpus(path: Path, n_lines: int) -> None:
-    rng = random.Random(0)
-    lines = chitchat_lines(rng)
-    reddit = REPO.parent / "shared" / "data" / "reddit-t1000" / "dialogpt.t1000.txt"
-    if reddit.is_file():
-        lines += reddit.read_text(encoding="utf-8").splitlines()
-    # conversation order, as an extractor or a user's export writes it (turns repeat in nearby lines)
+def build_corpus(path: Path, n_lines: int) -> int:
+    """The first n_lines of chitchat's lines, each once (a non-repetitive corpus: no warm BPE
+    cache from copies); conversation order, as an extractor writes it. Returns the line count."""
+    lines = chitchat_lines(random.Random(0))[:n_lines]
     with open(path, "w", encoding="utf-8") as f:
-        for i in range(n_lines):
-            f.write(lines[i % len(lines)] + "\n")
-
-
-# ---------------------------------------------------------------------- memory sampling
-
-def _rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-class PeakRSS:
-    """Peak resident memory of this process and of this process + its children (MB)."""
-
-    def __enter__(self):
-        import multiprocessing
-        self.main = self.total = 0
-        self._stop = threading.Event()
-
-        def sample():
-            while not self._stop.wait(0.05):
-                me = _rss_kb(os.getpid())
-                kids = sum(_rss_kb(p.pid) for p in multiprocessing.active_children())
-                self.main, self.total = max(self.main, me), max(self.total, me + kids)
-        self._t = threading.Thread(target=sample, daemon=True)
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self.main, self.total = self.main / 1024, self.total / 1024
+        f.writelines(line + "\n" for line in lines)
+    return len(lines)
 
 
 def _children_cpu() -> float:
@@ -96,128 +56,55 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-# ------------------------------------------------------------- the original, mimicked
-
-def pure_python_bpe(vocab_path, merges_path):
-    """A minimal GPT-2 byte-level BPE encoder in pure Python (benchmark baseline only)."""
-    import regex
-    encoder = json.loads(Path(vocab_path).read_text(encoding="utf-8"))
-    merges = Path(merges_path).read_text(encoding="utf-8").split("\n")[1:-1]
-    ranks = {tuple(m.split()): i for i, m in enumerate(merges)}
-    # bytes -> printable unicode chars: printable Latin-1 map to themselves, the rest to 256+
-    byte_map, n = {}, 0
-    base = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    for b in range(256):
-        if b in base:
-            byte_map[b] = chr(b)
-        else:
-            byte_map[b] = chr(256 + n)
-            n += 1
-    pat = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
-    cache: dict[str, list[str]] = {}
-
-    def bpe(token: str) -> list[str]:
-        if token in cache:
-            return cache[token]
-        word = list(token)
-        while len(word) > 1:
-            pairs = {(word[i], word[i + 1]) for i in range(len(word) - 1)}
-            best = min(pairs, key=lambda p: ranks.get(p, float("inf")))
-            if best not in ranks:
-                break
-            first, second = best
-            new, i = [], 0
-            while i < len(word):
-                if i < len(word) - 1 and word[i] == first and word[i + 1] == second:
-                    new.append(first + second)
-                    i += 2
-                else:
-                    new.append(word[i])
-                    i += 1
-            word = new
-        cache[token] = word
-        return word
-
-    def encode(text: str) -> list[int]:
-        ids = []
-        for tok in pat.findall(text):
-            ids += [encoder[t] for t in bpe("".join(byte_map[b] for b in tok.encode("utf-8")))]
-        return ids
-    return encode
-
-
-def original_like(corpus: Path, n_lines: int, encode, max_len: int = 128, chunk_size: int = 65536):
-    """The original's loop: per line, per turn encode, features as dicts, chunks as json + gzip 9."""
-    from lsp_data.features import make_features
-    from lsp_data.tsv import LineError, parse_line
-    chunk, n_example, blobs = [], 0, []
-    with open(corpus, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if i == n_lines:
-                break
-            if len(chunk) >= chunk_size:
-                blobs.append(gzip.compress(json.dumps(chunk[:chunk_size]).encode("utf-8")))
-                chunk = chunk[chunk_size:]
-            try:
-                weights, texts = parse_line(line)
-            except LineError:
-                continue
-            if len(weights) < 2:
-                continue
-            for feat in make_features(weights, [encode(t) for t in texts], max_len, 50256):
-                chunk.append({"conv_id": n_example, **feat})
-                n_example += 1
-    blobs.append(gzip.compress(json.dumps(chunk).encode("utf-8")))
-    return n_example
-
-
 # ------------------------------------------------------------------------------------ main
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--lines", type=int, default=200_000)
-    p.add_argument("--baseline_lines", type=int, default=20_000)
+    p.add_argument("--lines", type=int, default=60_000, help="corpus lines (chitchat has ~131k, none repeated)")
+    p.add_argument("--baseline_lines", type=int, default=10_000, help="lines the original runs on (its rate is per line)")
     p.add_argument("--workers", default="1,2")
-    args = p.parse_args()
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--json")
+    args = p.parse_args(argv)
 
+    from common import load, machine, summary as med, write_json
     from lsp_data.prepro import build_db
     from lsp_model.tokenizer import find_bpe_files, load_tokenizer
+    import original_prepro
     tok = load_tokenizer()
     tmp = Path(tempfile.mkdtemp(prefix="bench_prepro."))
     try:
-        corpus = tmp / "bench.tsv"
-        build_corpus(corpus, args.lines)
-        print(f"corpus: {args.lines:,} lines, {corpus.stat().st_size / 1e6:.1f} MB "
-              f"(chitchat-dataset + reddit-t1000, repeated)")
-
-        encode = pure_python_bpe(*find_bpe_files())
-        with open(corpus, encoding="utf-8") as f:  # the baseline must tokenize exactly as we do
-            sample = [t for line, _ in zip(f, range(300)) for t in line.replace("\t", " EOS ").split(" EOS ")]
-        assert all(encode(t) == tok.encode(t, add_special_tokens=False).ids for t in sample), "baseline BPE differs"
-        t0, c0 = time.perf_counter(), time.process_time()
-        original_like(corpus, args.baseline_lines, encode)
-        base = args.baseline_lines / (time.perf_counter() - t0)
-        base_cpu = args.baseline_lines / (time.process_time() - c0)
-        print(f"original-like (pure-Python BPE, gzip 9), {args.baseline_lines:,} lines: {base:,.0f} lines/s "
-              f"wall, {base_cpu:,.0f} lines per CPU-second")
-
-        results = {}
-        for w in map(int, args.workers.split(",")):
-            out = tmp / f"w{w}.db"
-            with PeakRSS() as mem:
+        corpus, base_corpus = tmp / "bench.tsv", tmp / "base.tsv"
+        n = build_corpus(corpus, args.lines)
+        with open(corpus, encoding="utf-8") as f, open(base_corpus, "w", encoding="utf-8") as g:
+            g.writelines(line for line, _ in zip(f, range(args.baseline_lines)))
+        print(f"corpus: {n:,} lines, {corpus.stat().st_size / 1e6:.1f} MB, no line repeated "
+              f"(chitchat-dataset in conversation order); {machine()}")
+        workers = [int(w) for w in args.workers.split(",")]
+        per_line = {k: [] for k in ["original"] + [f"ours w{w}" for w in workers]}  # (wall s, CPU s) per line
+        for r in range(args.rounds):
+            for key in per_line:
+                out = tmp / f"r{r}-{key.replace(' ', '')}.db"
                 t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
-                _, report = build_db(corpus, out, tokenizer=tok, workers=w, progress=False)
-                dt = time.perf_counter() - t0
-                cpu = time.process_time() - c0 + _children_cpu() - k0
-            results[w] = args.lines / dt
-            print(f"build_db workers={w}: {dt:.1f} s, {results[w]:,.0f} lines/s wall "
-                  f"({results[w] / base:.1f}x baseline), {args.lines / cpu:,.0f} lines per CPU-second "
-                  f"({args.lines / cpu / base_cpu:.1f}x baseline); {report['features']:,} features, "
-                  f"{report['chunks']} chunks; peak RSS main {mem.main:,.0f} MB, main+workers {mem.total:,.0f} MB")
-            shutil.rmtree(out)
-        best = max(results.values())
-        print(f"best: {best:,.0f} lines/s = {best / base:.1f}x the baseline measured here; "
-              f"{best / 2500:.1f}x the original's ~2,500 lines/s")
+                if key == "original":
+                    original_prepro.prepro(base_corpus, out, original_prepro.GPT2Tokenizer(*find_bpe_files()))
+                    lines = args.baseline_lines
+                else:
+                    build_db(corpus, out, tokenizer=tok, workers=int(key[6:]), progress=False)
+                    lines = n
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0 + _children_cpu() - k0
+                per_line[key].append((wall / lines, cpu / lines))
+                shutil.rmtree(out)
+        print(f"{args.rounds} rounds; {load()}")
+        rows = []
+        o_wall, o_cpu = (med([x[i] for x in per_line["original"]])[0] for i in (0, 1))
+        for key, xs in per_line.items():
+            wall, cpu = (med([x[i] for x in xs])[0] for i in (0, 1))
+            print(f"  {key:10} {1 / wall:8,.0f} lines/s wall ({o_wall / wall:5.1f}x original), "
+                  f"{1 / cpu:8,.0f} lines per CPU-second ({o_cpu / cpu:5.1f}x original)")
+            rows.append(dict(name=key, lines_per_s=1 / wall, lines_per_cpu_s=1 / cpu, wall_x=o_wall / wall,
+                             cpu_x=o_cpu / cpu))
+        write_json(args.json, "prepro", rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

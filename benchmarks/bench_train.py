@@ -1,14 +1,16 @@
-"""Training throughput: our loop's step vs a plain transformers-Trainer-style step, same process,
-same batches, interleaved (the CPU is shared, so only same-run ratios mean anything).
+"""Training throughput: our loop's update vs the plain transformers loop, same process, same
+batches, interleaved rounds (the CPU may be shared: only same-round ratios mean much).
 
-ours : gpt2_training.loss.LMLoss (chunked head + CE, unlabelled positions skipped on CPU)
-       + the original's Adam on torch._foreach kernels (gpt2_training.optim), set_lr noam
-plain: model(input_ids, labels=...) (transformers' loss over full logits) + torch AdamW(foreach)
-       + clip_grad_norm_(1.0)
-Reports real (non-pad) tokens/s, the ratio, and MFU against a measured matmul peak.
+ours : gpt2_training.loss.LMLoss (chunked head + CE, unlabelled positions skipped on CPU) + the
+       original's Adam (gpt2_training.optim, fused kernel), set_lr noam, as gpt2_training.loop
+plain: model(input_ids, labels=...) (transformers' loss over full logits) + torch
+       AdamW(fused=True) + clip_grad_norm_(1.0): what a user of transformers would write
+Both accumulate gradients over --accum micro-batches per update, in fp32 and in bf16 autocast.
+Reports real (non-pad) tokens/s (median [min-max] over rounds), the per-round ratios, and MFU
+against the measured matmul peak of each dtype.
 
-    python benchmarks/bench_train.py                 # small config + 117M, fp32 and bf16
-    python benchmarks/bench_train.py --sizes small --steps 5
+    python benchmarks/bench_train.py                      # 117M, fp32 and bf16, accum 4
+    python benchmarks/bench_train.py --size small --rounds 2 --accum 2
 """
 from __future__ import annotations
 
@@ -20,26 +22,35 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+from common import interleaved, load, machine, ratio_rounds, summary, write_json  # noqa: E402
 from gpt2_training.loss import LMLoss  # noqa: E402
 from gpt2_training.optim import build_optimizer, optimizer_step  # noqa: E402
 from gpt2_training.schedule import set_lr  # noqa: E402
 from lsp_model.model import build_model, load_config, make_config  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def matmul_peak(dtype, n=2048, reps=5) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def matmul_peak(dtype, n=2048, reps=5, device="cpu") -> float:
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b
+    _sync(device)
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
+    _sync(device)
     return 2 * n ** 3 * reps / (time.perf_counter() - t)
 
 
-def make_batches(n, bsz, seq, vocab, seed=0):
-    """Right-padded rows, first third of each row unlabelled (context), like prepro features."""
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_batches(n, bsz, seq, vocab, seed=0, device="cpu"):
+    """Right-padded rows of length seq/2..seq, the first third of each row unlabelled (context),
+    like prepro features (chitchat micro-batches average ~78 tokens at seq 104)."""
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
@@ -51,85 +62,108 @@ def make_batches(n, bsz, seq, vocab, seed=0):
             t = torch.randint(1, vocab, (L + 1,), generator=g)
             ids[i, :L], pos[i, :L] = t[:L], torch.arange(L)
             lab[i, L // 3:L] = t[L // 3 + 1:L + 1]
-        out.append((ids, pos, lab))
+        out.append(tuple(x.to(device) for x in (ids, pos, lab)))
     return out
 
 
 def flops_per_token(cfg, seq) -> float:
-    n = sum([cfg.vocab_size * cfg.n_embd, cfg.n_layer * 12 * cfg.n_embd ** 2])  # head + blocks
+    n = cfg.vocab_size * cfg.n_embd + cfg.n_layer * 12 * cfg.n_embd ** 2  # head + blocks
     return 6 * n + 12 * cfg.n_layer * cfg.n_embd * seq
 
 
-def run(cfg, dtype_name, steps, bsz, seq):
-    amp = (torch.autocast("cpu", dtype=torch.bfloat16) if dtype_name == "bf16" else contextlib.nullcontext())
-    torch.manual_seed(0)
-    m_ours = build_model(cfg)
-    m_plain = build_model(cfg)
-    m_plain.load_state_dict(m_ours.state_dict())
-    lm = LMLoss(m_ours)
-    opt_ours = build_optimizer(m_ours, "lsp", 1e-5, False, torch.device("cpu"))
-    opt_plain = torch.optim.AdamW(m_plain.parameters(), lr=1e-4, foreach=True)
-    batches = make_batches(steps + 2, bsz, seq, cfg.vocab_size)
+def hf_labels(lab):
+    """transformers shifts internally: unshifted labels, -100 = ignore."""
+    out = torch.full_like(lab, -100)
+    out[:, 1:] = lab[:, :-1].masked_fill(lab[:, :-1] == -1, -100)
+    return out
 
-    def ours(b, i):
-        ids, pos, lab = b
-        with amp:
-            loss, _ = lm(ids, pos, None, lab)
-        loss.backward()
-        set_lr(opt_ours, i, "noam", 1e-5, 16000, 0.1, cfg.n_embd, 1000000)
-        optimizer_step(opt_ours, None)
-        opt_ours.zero_grad(set_to_none=True)
 
-    def plain(b, i):
-        ids, pos, lab = b
-        # transformers shifts internally: give it unshifted labels (-100 = ignore)
-        hf_lab = torch.full_like(lab, -100)
-        hf_lab[:, 1:] = lab[:, :-1].masked_fill(lab[:, :-1] == -1, -100)
-        with amp:
-            loss = m_plain(input_ids=ids, position_ids=pos, attention_mask=torch.ones_like(ids), labels=hf_lab).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(m_plain.parameters(), 1.0)
-        opt_plain.step()
-        opt_plain.zero_grad(set_to_none=True)
+def ours_update(model, cfg, optim="lsp", compile_model=False):
+    lm = LMLoss(model)
+    fwd = torch.compile(lm) if compile_model else lm
+    opt = build_optimizer(model, optim, 1e-5, False, next(model.parameters()).device)
+    step = [0]
 
-    for i in range(2):  # warm-up: the first steps allocate optimizer state and caches
-        ours(batches[i], i)
-        plain(batches[i], i)
-    t_ours = t_plain = 0.0
-    for i, b in enumerate(batches[2:], start=2):  # interleaved: load spikes hit both
-        t = time.perf_counter(); ours(b, i); t_ours += time.perf_counter() - t
-        t = time.perf_counter(); plain(b, i); t_plain += time.perf_counter() - t
-    real = sum(int((b[0] != 0).sum()) for b in batches[2:])
-    total = steps * bsz * seq
-    return real / t_ours, real / t_plain, total / t_ours, total / t_plain
+    def update(batches, amp):
+        for ids, pos, lab in batches:
+            with amp():
+                loss, _ = fwd(ids, pos, None, lab)
+            loss.backward()
+        set_lr(opt, step[0], "noam", 1e-5, 16000, 0.1, cfg.n_embd, 1000000)
+        optimizer_step(opt, None)
+        opt.zero_grad(set_to_none=True)
+        step[0] += 1
+    return update
+
+
+def plain_update(model, compile_model=False):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    fwd = torch.compile(model) if compile_model else model
+
+    def update(batches, amp):
+        for ids, pos, lab in batches:
+            with amp():
+                loss = fwd(input_ids=ids, position_ids=pos, attention_mask=torch.ones_like(ids),
+                           labels=hf_labels(lab)).loss
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return update
+
+
+def amp_for(prec, device):
+    dt = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec)
+    return (lambda: torch.autocast(torch.device(device).type, dtype=dt)) if dt else contextlib.nullcontext
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", nargs="+", default=["small", "117M"])
+    ap.add_argument("--size", default="117M", help="a configs/ folder, or 'small' (4 layers, 256 wide)")
     ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
-    ap.add_argument("--steps", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--accum", type=int, default=4, help="micro-batches per update")
+    ap.add_argument("--batch", type=int, default=8, help="rows per micro-batch")
+    ap.add_argument("--seq", type=int, default=104)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json")
     a = ap.parse_args(argv)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    print("matmul peak (2048^3): " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peaks.items()))
-    print(f"{'config':8} {'prec':5} {'ours tok/s':>11} {'plain tok/s':>12} {'ours/plain':>10} "
-          f"{'MFU ours':>9} {'MFU plain':>9}")
-    base = {}
-    for size in a.sizes:
-        cfg = (make_config(n_layer=4, n_embd=256, n_head=4, n_positions=1024) if size == "small"
-               else load_config(REPO / "configs" / size))
-        fpt = flops_per_token(cfg, a.seq)
-        for prec in a.precisions:
-            ours, plain, ours_all, plain_all = run(cfg, prec, a.steps, a.batch, a.seq)
-            # MFU counts every position the plain loop computes (padded tokens included)
-            print(f"{size:8} {prec:5} {ours:11.0f} {plain:12.0f} {ours / plain:10.2f} "
-                  f"{ours_all * fpt / peaks[prec]:9.1%} {plain_all * fpt / peaks[prec]:9.1%}")
-            base[(size, prec)] = ours
-        if "fp32" in a.precisions and "bf16" in a.precisions:
-            print(f"{size:8} bf16/fp32 (ours): {base[(size, 'bf16')] / base[(size, 'fp32')]:.2f}x")
+    torch.set_num_threads(a.threads)
+    cfg = (make_config(n_layer=4, n_embd=256, n_head=4, n_positions=1024) if a.size == "small"
+           else load_config(REPO / "configs" / a.size))
+    torch.manual_seed(0)
+    base = build_model(cfg)
+    fns, batches = {}, make_batches(a.accum, a.batch, a.seq, cfg.vocab_size)
+    for prec in a.precisions:
+        amp = amp_for(prec, "cpu")
+        for name in ("ours", "plain"):
+            m = build_model(cfg)
+            m.load_state_dict(base.state_dict())
+            upd = ours_update(m, cfg) if name == "ours" else plain_update(m)
+            fns[(name, prec)] = (lambda u=upd, amp=amp: u(batches, amp))
+    interleaved(fns, 1)  # warm-up: optimizer state, allocator, caches
+    t = interleaved(fns, a.rounds)
+    real = sum(int((b[0] != 0).sum()) for b in batches)
+    peaks = {p: matmul_peak({"fp32": torch.float32, "bf16": torch.bfloat16}[p]) for p in a.precisions}
+    fpt = flops_per_token(cfg, a.seq)
+    print(f"training update, {a.size}, {a.accum} x {a.batch} rows x <= {a.seq} tokens ({real} real tokens), "
+          f"{a.rounds} rounds; {machine()}; {load()}")
+    print("  matmul peak: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
+    rows = []
+    for (name, prec), xs in t.items():
+        tok = [real / x for x in xs]
+        med, lo, hi = summary(tok)
+        r = summary(ratio_rounds(t[("plain", prec)], xs))
+        mfu = med * fpt / peaks[prec]
+        print(f"  {name:5} {prec:5} {med:8.0f} tok/s [{lo:.0f}-{hi:.0f}]  x{r[0]:.2f} of plain [{r[1]:.2f}-{r[2]:.2f}]"
+              f"  MFU {mfu:.1%}")
+        rows.append(dict(name=name, precision=prec, tokens_per_s=med, lo=lo, hi=hi, ratio_vs_plain=r[0], mfu=mfu))
+    if {"fp32", "bf16"} <= set(a.precisions):
+        for name in ("ours", "plain"):
+            r = summary(ratio_rounds(t[(name, "fp32")], t[(name, "bf16")]))
+            print(f"  {name:5} bf16/fp32: x{r[0]:.2f} [{r[1]:.2f}-{r[2]:.2f}]")
+            rows.append(dict(name=name, precision="bf16/fp32", ratio=r[0], lo=r[1], hi=r[2]))
+    write_json(a.json, "train", rows)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,58 @@ Only the float summation order differs from the unchunked loss.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 CHUNK_ELEMS = 1 << 25  # logits per chunk (128 MiB in fp32)
+
+
+def _head_grads_fp32(hc_all, wc, labels, inv_n, chunk):
+    """The fp32 path: logits, softmax and both gradients in fp32 (the golden-tested numbers)."""
+    ce = torch.empty(hc_all.shape[0], dtype=torch.float32, device=hc_all.device)
+    dh = torch.empty(hc_all.shape, dtype=torch.float32, device=hc_all.device)
+    dw = torch.zeros(wc.shape, dtype=torch.float32, device=wc.device)
+    for s in range(0, hc_all.shape[0], chunk):
+        hc, lc = hc_all[s:s + chunk], labels[s:s + chunk]
+        logits = (hc @ wc.t()).float()
+        lse = torch.logsumexp(logits, dim=-1)
+        valid = lc != -1
+        safe = lc.clamp(min=0).unsqueeze(1)
+        ce[s:s + chunk] = torch.where(valid, lse - logits.gather(1, safe).squeeze(1), 0.0)
+        # d(sum ce * inv_n)/d logits = (softmax - onehot) * inv_n on labelled rows
+        g = logits.sub_(lse.unsqueeze(1)).exp_()
+        g.scatter_add_(1, safe, torch.full_like(safe, -1, dtype=g.dtype))
+        g.mul_((valid.to(g.dtype) * inv_n).unsqueeze(1))
+        dh[s:s + chunk] = g @ wc
+        dw += g.t() @ hc
+    return ce, dh, dw
+
+
+def _head_grads_low(hc_all, wc, labels, inv_n, chunk):
+    """bf16/fp16 matmuls, log-softmax in fp32. Few passes over vocabulary-sized tensors (they
+    dominate at 117M on CPU): logits go bf16 -> fp32 log-probs in one pass, the scaled softmax
+    gradient is written straight to bf16, and the head-weight gradient stays in the matmul's
+    low-precision output (fp32 accumulation inside the matmul) until the backward casts it once."""
+    ce = torch.empty(hc_all.shape[0], dtype=torch.float32, device=hc_all.device)
+    dh = torch.empty(hc_all.shape, dtype=torch.float32, device=hc_all.device)
+    dw = None
+    for s in range(0, hc_all.shape[0], chunk):
+        hc, lc = hc_all[s:s + chunk], labels[s:s + chunk]
+        logp = torch.log_softmax(hc @ wc.t(), dim=-1, dtype=torch.float32)
+        valid = lc != -1
+        safe = lc.clamp(min=0).unsqueeze(1)
+        ce[s:s + chunk] = torch.where(valid, -logp.gather(1, safe).squeeze(1), 0.0)
+        g = logp.exp_()
+        g.scatter_add_(1, safe, torch.full_like(safe, -1, dtype=g.dtype))
+        gl = torch.empty(g.shape, dtype=wc.dtype, device=g.device)
+        torch.mul(g, (valid.to(g.dtype) * inv_n).unsqueeze(1), out=gl)
+        dh[s:s + chunk] = gl @ wc
+        part = gl.t() @ hc
+        dw = part if dw is None else (dw.float() if dw.dtype != torch.float32 else dw).add_(part)
+    return ce, dh, dw
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -20,25 +68,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, h, w, labels, compute_dtype, grad_scale):
         n_valid = (labels != -1).sum().clamp(min=1)
         inv_n = grad_scale / n_valid.to(torch.float32)
-        hc_all, wc = h.to(compute_dtype), w.to(compute_dtype)
-        ce = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
-        dh = torch.empty(h.shape, dtype=torch.float32, device=h.device)
-        dw = torch.zeros(w.shape, dtype=torch.float32, device=w.device)
         chunk = max(1, CHUNK_ELEMS // w.shape[0])
-        for s in range(0, h.shape[0], chunk):
-            hc, lc = hc_all[s:s + chunk], labels[s:s + chunk]
-            logits = (hc @ wc.t()).float()
-            lse = torch.logsumexp(logits, dim=-1)
-            valid = lc != -1
-            safe = lc.clamp(min=0).unsqueeze(1)
-            ce[s:s + chunk] = torch.where(valid, lse - logits.gather(1, safe).squeeze(1), 0.0)
-            # d(sum ce * inv_n)/d logits = (softmax - onehot) * inv_n on labelled rows
-            g = logits.sub_(lse.unsqueeze(1)).exp_()
-            g.scatter_add_(1, safe, torch.full_like(safe, -1, dtype=g.dtype))
-            g.mul_((valid.to(g.dtype) * inv_n).unsqueeze(1))
-            g = g.to(compute_dtype)
-            dh[s:s + chunk] = (g @ wc).float()
-            dw += (g.t() @ hc).float()
+        grads = _head_grads_fp32 if compute_dtype == torch.float32 else _head_grads_low
+        ce, dh, dw = grads(h.to(compute_dtype), w.to(compute_dtype), labels, inv_n, chunk)
         ctx.save_for_backward(dh, dw)
         ctx.grad_scale = grad_scale
         ctx.dtypes = (h.dtype, w.dtype)
@@ -50,6 +82,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss, _grad_ce):
         dh, dw = ctx.saved_tensors
         k = grad_loss / ctx.grad_scale
+        if dw.dtype != ctx.dtypes[1]:  # low-precision path: one cast, and x1 skipped on CPU
+            dw = dw.to(ctx.dtypes[1])
+            if dw.device.type != "cpu" or k.item() != 1.0:
+                dw.mul_(k)
+            return (dh * k).to(ctx.dtypes[0]), dw, None, None, None
         return (dh * k).to(ctx.dtypes[0]), (dw * k).to(ctx.dtypes[1]), None, None, None
 
 
@@ -74,6 +111,16 @@ def linear_cross_entropy(h, w, labels, grad_scale: float = 1.0):
     return loss, ce
 
 
+def _fused_gelu(model) -> None:
+    """transformers' gelu_new is six elementwise ops (each a pass over [B, T, 4*n_embd], forward
+    and backward); F.gelu(approximate="tanh") is the same function in one kernel (max difference
+    2.4e-7 in fp32, rounding only). Training-only: decoding keeps transformers' module."""
+    if getattr(model.config, "activation_function", None) != "gelu_new":
+        return
+    for block in model.transformer.h:
+        block.mlp.act = nn.GELU(approximate="tanh")
+
+
 class LMLoss(nn.Module):
     """model -> (loss, ppl), the original's `model(input_ids, position_ids, token_type_ids, lm_labels)`.
     A module so DDP can wrap the whole computation (its hooks need the forward to go through it)."""
@@ -81,12 +128,23 @@ class LMLoss(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
+        _fused_gelu(model)
 
     def forward(self, input_ids, position_ids, token_type_ids, labels, grad_scale: float = 1.0):
         # All-ones mask for the same reason as lsp_model.model.forward_logits (right padding).
-        h = self.model.transformer(input_ids=input_ids, position_ids=position_ids, token_type_ids=token_type_ids,
-                                   attention_mask=torch.ones_like(input_ids), use_cache=False).last_hidden_state
+        with _attention_backend(input_ids.device.type):
+            h = self.model.transformer(input_ids=input_ids, position_ids=position_ids,
+                                       token_type_ids=token_type_ids, attention_mask=torch.ones_like(input_ids),
+                                       use_cache=False).last_hidden_state
         loss, ce = linear_cross_entropy(h, self.model.lm_head.weight, labels, grad_scale)
         ce = ce.view(labels.shape)
         ppl = torch.exp((ce.sum(1) / (labels != -1).sum(1)).mean())
         return loss, ppl
+
+
+def _attention_backend(dev: str):
+    """On CPU under bf16/fp16 autocast, SDPA's flash kernel (forward and backward) is about 2x
+    slower than the math path at training lengths (T <= 128); fp32 and GPUs keep the default."""
+    if dev == "cpu" and torch.is_autocast_enabled(dev):
+        return sdpa_kernel([SDPBackend.MATH])
+    return contextlib.nullcontext()

@@ -1,5 +1,5 @@
 """The original's two optimizers (fp32: its own Adam; fp16: apex FusedAdam + FP16_Optimizer),
-re-expressed with torch._foreach kernels, plus a modern AdamW choice.
+re-expressed on torch's fused AdamW kernel (bias correction cancelled, see _adam_update), plus a modern AdamW choice.
 
 Both original optimizers have NO bias correction. Their differences are kept on purpose:
 
@@ -48,13 +48,37 @@ def _grads_and_states(group, state, keys=("next_m", "next_v")):
     return params, grads, ms, vs
 
 
+# torch's fused Adam applies bias correction: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) with
+# bc = 1 - beta**step (in double). At step 2^60, beta**step underflows to exactly 0 for any beta
+# below 1 - 1e-16, so bc1 = bc2 = 1 exactly and the kernel computes the original's update, without
+# bias correction, with the original lr, eps and weight decay unchanged. Our own "step" counts stay
+# in the optimizer state; this constant only feeds the kernel.
+_NO_BIAS_CORRECTION_STEP = 2.0 ** 60
+_step_tensors: dict = {}
+
+
+def _fused_devices() -> tuple:
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    return tuple(_get_fused_kernels_supported_devices())
+
+
 @torch.no_grad()
 def _adam_update(params, grads, ms, vs, lr, b1, b2, eps, wd):
     """p -= lr * (m/(sqrt(v)+eps) + wd*p); no bias correction (both original optimizers).
 
-    Applied as p *= 1 - lr*wd, then p -= lr * m/(sqrt(v)+eps): the same update without two
-    parameter-sized temporaries (only float rounding differs)."""
-    torch._foreach_mul_(ms, b1)
+    Applied as p *= 1 - lr*wd, then p -= lr * m/(sqrt(v)+eps) (only float rounding differs from
+    the original's single update), in one pass over p, g, m, v by torch's fused AdamW kernel."""
+    if b1 ** _NO_BIAS_CORRECTION_STEP != 0.0 or b2 ** _NO_BIAS_CORRECTION_STEP != 0.0:
+        raise ValueError(f"Adam betas ({b1}, {b2}): each must be below 1 - 1e-16")
+    dev, dt = params[0].device, params[0].dtype
+    if dev.type in _fused_devices() and all(p.device == dev and p.dtype == dt for p in params):
+        key = (dev, dt)
+        if key not in _step_tensors:
+            _step_tensors[key] = torch.tensor(_NO_BIAS_CORRECTION_STEP, dtype=torch.float32, device=dev)
+        torch._fused_adamw_(params, grads, ms, vs, [], [_step_tensors[key]] * len(params), lr=lr, beta1=b1,
+                            beta2=b2, weight_decay=wd, eps=eps, amsgrad=False, maximize=False)
+        return
+    torch._foreach_mul_(ms, b1)  # the same update on foreach kernels (devices without a fused one)
     torch._foreach_add_(ms, grads, alpha=1 - b1)
     torch._foreach_mul_(vs, b2)
     torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)
@@ -83,7 +107,12 @@ class Adam(torch.optim.Optimizer):
             if group["max_grad_norm"] > 0:  # clip_grad_norm_(p, max) for each tensor on its own
                 norms = torch.stack(torch._foreach_norm(grads))
                 coef = (group["max_grad_norm"] / (norms + 1e-6)).clamp(max=1.0)
-                torch._foreach_mul_(grads, coef.unbind())
+                if coef.device.type == "cpu":  # scale only the clipped tensors (x1.0 is exact anyway)
+                    clipped = [(g, c) for g, c in zip(grads, coef.tolist()) if c < 1.0]
+                    if clipped:
+                        torch._foreach_mul_([g for g, _ in clipped], [c for _, c in clipped])
+                else:  # no host sync on accelerators
+                    torch._foreach_mul_(grads, coef.unbind())
             _adam_update(params, grads, ms, vs, group["lr"], group["b1"], group["b2"], group["e"],
                          group["weight_decay_rate"])
 
