@@ -19,7 +19,7 @@ import signal
 import sys
 
 from lsp_io.atomic import atomic_file
-from lsp_model.generation_args import add_generation_args, gen_config_from_args
+from lsp_model.generation_args import add_generation_args, add_mmi_args, add_model_args, gen_config_from_args
 
 # torch, transformers and the model code are imported in main(), after the arguments are
 # parsed: --help and a bad flag answer at once instead of after seconds of imports.
@@ -27,22 +27,15 @@ from lsp_model.generation_args import add_generation_args, gen_config_from_args
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="checkpoint: .pkl, transformers dir, run folder")
-    p.add_argument("--tokenizer", help="tokenizer dir or tokenizer.json (default: the model's folder, else GPT-2)")
-    p.add_argument("--config", help="config.json overriding the checkpoint's")
+    add_model_args(p)
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--jsonl", help="also write one JSON object per context with scores")
     p.add_argument("--input_format", choices=["auto", "dstc", "tsv"], default="auto")
     p.add_argument("--sort_keys", action="store_true", help="write in sorted key order (DSTC evaluator)")
     p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    m = p.add_argument_group("MMI reranking")
-    m.add_argument("--reverse_model", help="reverse (prepro --reverse) checkpoint: rerank candidates by it")
-    m.add_argument("--reverse_tokenizer", help="default: the reverse model's folder, else --tokenizer")
-    m.add_argument("--num_candidates", type=int, default=10, help="samples per context when sampling")
-    m.add_argument("--mmi_lambda", type=float, default=0.0, help="weight of log P(cand|src) in the MMI score")
+    m = add_mmi_args(p)
     m.add_argument("--mmi_batch_size", type=int, default=32, help="reverse-model rows per forward pass")
     add_generation_args(p)
     return p.parse_args(argv)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lsp_model.generation_args import add_generation_args, gen_config_from_args, use_chat_preset_by_default
+from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, gen_config_from_args,
+                                      use_chat_preset_by_default)
 
 # torch, transformers and the model code are imported in main(), after the arguments are
 # parsed: --help and a bad flag answer at once instead of after seconds of imports.
@@ -22,15 +23,9 @@ from lsp_model.generation_args import add_generation_args, gen_config_from_args,
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="checkpoint: .pkl, transformers dir, run folder")
-    p.add_argument("--tokenizer", help="default: the model's folder, else GPT-2")
-    p.add_argument("--config", help="config.json overriding the checkpoint's")
-    p.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
+    add_model_args(p)
     p.add_argument("--history_budget", type=int, default=256, help="max context tokens the model sees")
-    p.add_argument("--reverse_model", help="reverse checkpoint for MMI reranking")
-    p.add_argument("--reverse_tokenizer")
-    p.add_argument("--num_candidates", type=int, default=10)
-    p.add_argument("--mmi_lambda", type=float, default=0.0)
+    add_mmi_args(p)
     add_generation_args(p)
     args = p.parse_args(argv)
     use_chat_preset_by_default(args)

@@ -19,16 +19,14 @@ import os
 import sys
 from pathlib import Path
 
-from lsp_model.generation_args import add_generation_args, gen_config_from_args, use_chat_preset_by_default
+from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, gen_config_from_args,
+                                      use_chat_preset_by_default)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="checkpoint: .pkl, transformers dir, run folder")
-    p.add_argument("--tokenizer", help="default: the model's folder, else GPT-2")
-    p.add_argument("--config", help="config.json overriding the checkpoint's")
+    add_model_args(p)
     p.add_argument("--model_name", help="the model id clients send (default: the checkpoint's name)")
-    p.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--history_budget", type=int, default=256, help="max context tokens the model sees")
     s = p.add_argument_group("server")
@@ -44,11 +42,7 @@ def parse_args(argv=None):
     s.add_argument("--timeout", type=float, default=60.0, help="seconds a request may wait and run")
     s.add_argument("--max_request_bytes", type=int, default=1 << 20)
     s.add_argument("--log_level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    m = p.add_argument_group("MMI reranking")
-    m.add_argument("--reverse_model", help="reverse (prepro --reverse) checkpoint: rerank sampled candidates")
-    m.add_argument("--reverse_tokenizer")
-    m.add_argument("--num_candidates", type=int, default=10, help="samples per request when sampling")
-    m.add_argument("--mmi_lambda", type=float, default=0.0)
+    add_mmi_args(p)
     add_generation_args(p)
     args = p.parse_args(argv)
     use_chat_preset_by_default(args)

@@ -111,6 +111,24 @@ def parse_setting(name: str, value: str, current):
         raise ValueError(f"{name} takes {kind}, not {value!r}") from None
 
 
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """The checkpoint flags of decode.py, interact.py and serve.py."""
+    p.add_argument("--model", required=True, help="checkpoint: .pkl, transformers dir, run folder")
+    p.add_argument("--tokenizer", help="tokenizer dir or tokenizer.json (default: the model's folder, else GPT-2)")
+    p.add_argument("--config", help="config.json overriding the checkpoint's")
+    p.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
+
+
+def add_mmi_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """MMI reranking flags (lsp_model.decoding.load_reranker, candidates_config)."""
+    m = p.add_argument_group("MMI reranking")
+    m.add_argument("--reverse_model", help="reverse (prepro --reverse) checkpoint: rerank candidates by it")
+    m.add_argument("--reverse_tokenizer", help="default: the reverse model's folder, else --tokenizer")
+    m.add_argument("--num_candidates", type=int, default=10, help="samples per context when sampling")
+    m.add_argument("--mmi_lambda", type=float, default=0.0, help="weight of log P(cand|src) in the MMI score")
+    return m
+
+
 def add_generation_args(p: argparse.ArgumentParser) -> None:
     """The decoding flags shared by decode.py and interact.py (None = take the preset/default)."""
     g = p.add_argument_group("decoding")
