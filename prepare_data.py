@@ -18,6 +18,7 @@ import sys
 
 from lsp_data.conversations import FILTERS, TRAIN_ON, Options, PrepareError, format_summary, prepare
 from lsp_data.formats import ASSISTANT, FORMATS, Columns, FormatError, read
+from lsp_model.defaults import MAX_SEQ_LEN, SEED
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="auto: the assistant's turns where there is an assistant, else all")
     g.add_argument("--assistant_speaker", default=ASSISTANT, help="speaker/role of the assistant")
     g.add_argument("--system", choices=("drop", "context"), default="drop", help="system messages")
-    g.add_argument("--max_seq_len", type=int, default=128, help="token budget of a line (prepro's)")
+    g.add_argument("--max_seq_len", type=int, default=MAX_SEQ_LEN, help="token budget of a line (prepro's)")
     g.add_argument("--max_context_turns", type=int, default=None)
     g.add_argument("--tokenizer", default=None, help="tokenizer or model folder (default: GPT-2)")
     g = p.add_argument_group("filters and split")
@@ -50,7 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--test_frac", type=float, default=0.02)
     g.add_argument("--max_valid", type=int, default=2000, help="validation lines at most")
     g.add_argument("--max_test", type=int, default=1000, help="test references at most")
-    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--seed", type=int, default=SEED)
     g.add_argument("--strict", action="store_true", help="stop at the first malformed record")
     return p.parse_args(argv)
 

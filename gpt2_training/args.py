@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from lsp_io.flags import parse_bool
+from lsp_model.defaults import MAX_SEQ_LEN, SEED
 
 # Needed, but may come from --config; argparse requires them when no --config is given.
 REQUIRED = ("model_name_or_path", "train_input_file", "output_dir")
@@ -31,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument
     # --- the original's flags, same names, defaults and meaning
     a("--model_name_or_path", type=str, help="folder with config.json (and vocab.json/merges.txt)")
-    a("--seed", type=int, default=42)
-    a("--max_seq_length", type=int, default=128)
+    a("--seed", type=int, default=SEED)
+    a("--max_seq_length", type=int, default=MAX_SEQ_LEN)
     a("--skip_eval", action="store_true", help="skip the eval at each valid_step (unused in the original)")
     a("--init_checkpoint", type=str, help="weights to start from (.pkl, transformers dir, run folder)")
     a("--train_input_file", type=str, help="the training DB folder made by prepro.py")

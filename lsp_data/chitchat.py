@@ -40,6 +40,7 @@ from lsp_io.atomic import atomic_file
 from lsp_data.conversations import clean_text, split_value, write_heldout, write_summary
 from lsp_data.tsv import format_line as tsv_line
 from lsp_model.tokenizer import encode_batch, file_sha256, load_tokenizer
+from lsp_model.defaults import MAX_SEQ_LEN, SEED
 
 FILES = ("train.tsv", "test.contexts.tsv", "test.refs.tsv", "data.json")
 clean_turn = clean_text
@@ -135,7 +136,7 @@ def test_example(turns: list[str], lens: list[int], rng: random.Random, max_cont
     return None
 
 
-def convert(out_dir: str | Path, n_test: int = 200, seed: int = 42, max_seq_len: int = 128,
+def convert(out_dir: str | Path, n_test: int = 200, seed: int = SEED, max_seq_len: int = MAX_SEQ_LEN,
             max_context_turns: int = 3, max_context_tokens: int = 64, path: str | Path | None = None,
             tokenizer=None, max_conversations: int | None = None) -> dict:
     """Write train.tsv, test.contexts.tsv, test.refs.tsv and data.json under `out_dir`."""
@@ -190,8 +191,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out_dir", default="data/chitchat")
     p.add_argument("--n_test", type=int, default=200)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--max_seq_len", type=int, default=128)
+    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--max_seq_len", type=int, default=MAX_SEQ_LEN)
     p.add_argument("--max_context_turns", type=int, default=3)
     p.add_argument("--max_context_tokens", type=int, default=64)
     p.add_argument("--dataset", default=None, help="a dataset.json (default: the installed package's)")

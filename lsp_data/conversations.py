@@ -43,6 +43,7 @@ import numpy as np
 from lsp_io.atomic import atomic_file
 from lsp_data.formats import ASSISTANT, Conversation, Malformed
 from lsp_data.tsv import format_eval_line, format_line
+from lsp_model.defaults import MAX_SEQ_LEN, SEED
 
 TRAIN_ON = ("auto", "all", "assistant", "last")
 FILTERS = ("length", "url", "repeat")
@@ -117,7 +118,7 @@ class Options:
     train_on: str = "auto"
     assistant: str = ASSISTANT
     system: str = "drop"                      # drop | context
-    max_seq_len: int = 128
+    max_seq_len: int = MAX_SEQ_LEN
     max_context_turns: int | None = None
     filters: tuple[str, ...] = ()
     min_words: int = 2
@@ -127,7 +128,7 @@ class Options:
     test_frac: float = 0.02
     max_valid: int = 2000
     max_test: int = 1000
-    seed: int = 42
+    seed: int = SEED
     strict: bool = False
     batch: int = 512                          # conversations tokenized per call
 

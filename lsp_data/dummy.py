@@ -22,6 +22,7 @@ from pathlib import Path
 from lsp_io.atomic import atomic_file
 from lsp_data.conversations import write_heldout, write_summary
 from lsp_data.tsv import format_line
+from lsp_model.defaults import SEED
 
 PLACES = ["seattle", "new york", "london", "paris", "tokyo", "beijing", "berlin", "boston", "chicago",
           "the city", "a small town", "the countryside"]
@@ -48,7 +49,7 @@ def answer(question: str, rng: random.Random) -> str:
     return template.format(x=fill(rng))
 
 
-def pairs(n: int, seed: int = 42) -> list[tuple[str, str]]:
+def pairs(n: int, seed: int = SEED) -> list[tuple[str, str]]:
     """`n` (question, templated answer) pairs, as in the original's dummy_data.tsv."""
     rng = random.Random(seed)
     out = []
@@ -59,7 +60,7 @@ def pairs(n: int, seed: int = 42) -> list[tuple[str, str]]:
 
 
 def generate(out_dir: str | Path, n_lines: int = 10000, n_test: int = 60, n_refs: int = 5,
-             seed: int = 42) -> dict:
+             seed: int = SEED) -> dict:
     """Write train.tsv, test.contexts.tsv, test.refs.tsv and data.json under `out_dir`."""
     if n_lines < 1 or n_test < 1 or n_refs < 1:
         raise ValueError(f"n_lines, n_test and n_refs must be >= 1 (got {n_lines}, {n_test}, {n_refs})")
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--out_dir", default="data/dummy")
     p.add_argument("--n_lines", type=int, default=10000)
     p.add_argument("--n_test", type=int, default=60)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=SEED)
     a = p.parse_args(argv)
     print(json.dumps(generate(a.out_dir, a.n_lines, a.n_test, seed=a.seed), indent=2))
     return 0

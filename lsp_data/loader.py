@@ -34,6 +34,7 @@ import torch
 from .db import DBError, check_meta, chunk_keys, chunk_sizes, open_db, read_chunk, read_chunk_json
 from .features import eval_feature
 from .tsv import decode_line, iter_raw_lines, line_ref
+from lsp_model.defaults import SEED
 
 
 def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
@@ -159,7 +160,7 @@ class BucketingDataLoader:
     """
 
     def __init__(self, db_name, batch_size: int, max_seq_len: int, bucket: int = 100,
-                 shuffle: bool = True, seed: int = 42, tokenizer_identity: str | None = None,
+                 shuffle: bool = True, seed: int = SEED, tokenizer_identity: str | None = None,
                  rank: int = 0, num_replica: int = 1):
         if batch_size < 1 or bucket < 1:
             raise ValueError(f"batch_size and bucket must be >= 1 (got {batch_size}, {bucket})")
@@ -272,7 +273,7 @@ class DistributedBucketingDataLoader(BucketingDataLoader):
     """BucketingDataLoader for rank `rank` of `num_replica` (disjoint data per rank)."""
 
     def __init__(self, rank: int, num_replica: int, db_name, batch_size: int, max_seq_len: int,
-                 bucket: int = 100, shuffle: bool = True, seed: int = 42,
+                 bucket: int = 100, shuffle: bool = True, seed: int = SEED,
                  tokenizer_identity: str | None = None):
         super().__init__(db_name, batch_size, max_seq_len, bucket, shuffle, seed, tokenizer_identity,
                          rank=rank, num_replica=num_replica)

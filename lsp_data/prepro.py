@@ -26,6 +26,7 @@ from tqdm import tqdm
 from .db import ChunkWriter, DBError, FORMAT_VERSION, db_name, dump, write_meta
 from .features import feature_tails, id_fragments
 from .tsv import MALFORMED, SKIPPED, LineError, decode_line, iter_raw_lines, line_ref, parse_line
+from lsp_model.defaults import MAX_SEQ_LEN
 
 BATCH_LINES = 2048  # lines per tokenizer call / worker task
 MAX_LISTED = 1000   # line numbers kept per reason in report.json (counts are always complete)
@@ -154,7 +155,7 @@ def _no_cycle_gc():
             gc.enable()
 
 
-def build_db(corpus, out=None, max_seq_len: int = 128, chunk_size: int = 65536, reverse: bool = False,
+def build_db(corpus, out=None, max_seq_len: int = MAX_SEQ_LEN, chunk_size: int = 65536, reverse: bool = False,
              two_turn: bool = False, tokenizer=None, workers: int = 1, overwrite: bool = False,
              strict: bool = False, progress: bool = True, batch_lines: int = BATCH_LINES):
     """Build the feature DB of a TSV corpus. Returns (db_path, report).
@@ -227,7 +228,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="prepro.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", help="training TSV: w turn EOS w turn ...<TAB>w response")
     p.add_argument("--chunk_size", type=int, default=65536)
-    p.add_argument("--max_seq_len", type=int, default=128)
+    p.add_argument("--max_seq_len", type=int, default=MAX_SEQ_LEN)
     p.add_argument("--reverse", action="store_true", help="reverse turn order (MMI backward model)")
     p.add_argument("--two_turn", action="store_true", help="keep only the first two turns")
     p.add_argument("--tokenizer", default=None, help="tokenizer or model directory (default: GPT-2)")

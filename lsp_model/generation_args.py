@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from lsp_io.flags import parse_bool
+from .defaults import SEED
 
 
 @dataclass
@@ -25,7 +26,7 @@ class GenConfig:
     no_repeat_ngram_size: int = 0
     repetition_penalty: float = 1.0   # 1.0 = off (CTRL-style: logit / p if > 0 else logit * p)
     num_return_sequences: int = 1     # sampling: samples per context; beam: best beams (<= num_beams)
-    seed: int = 42
+    seed: int = SEED
 
 
 # Named settings. dstc_beam is the paper's "beam search" row (beam width 10); see docs/decoding.md.

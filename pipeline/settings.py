@@ -7,6 +7,8 @@ import sys
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
+from lsp_model.defaults import MAX_SEQ_LEN
+
 REPO = Path(__file__).resolve().parents[1]
 DATA_SOURCES = ("chitchat", "dummy", "small", "full")
 MODEL_SIZES = ("none", "small", "medium", "large")
@@ -56,7 +58,7 @@ class DemoSettings:
                              type=str, choices=("true", "false"))
     quiet: bool = flag(False, "hide the stages' output (it is still in logs/)")
     # not flags
-    max_seq_len: int = 128
+    max_seq_len: int = MAX_SEQ_LEN
     decodings: dict = field(default_factory=lambda: dict(DECODINGS))
     python: list = field(default_factory=lambda: [sys.executable])
     repo: Path = REPO
