@@ -62,7 +62,7 @@ def build(args):
     mmi = None
     if args.reverse_model:
         rr = load_reranker(args.reverse_model, args.reverse_tokenizer, tok, device, args.mmi_lambda)
-        mmi = MMI(rr.model, rr.eos, rr.to_reverse_ids, args.mmi_lambda, args.num_candidates)
+        mmi = MMI(rr, args.num_candidates)
     engine = Engine(model, tok, eos, vocab, cfg, args.history_budget, mmi)
     batcher = Batcher(engine.run, args.max_batch, args.batch_wait_ms / 1000, args.max_queue,
                       args.batch_max_wait_ms / 1000)

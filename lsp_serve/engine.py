@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from lsp_model.chat import clean_hypothesis, history_context
 from lsp_model.generate import GenConfig, check_config, generate
-from lsp_model.mmi import rerank_batch
+from lsp_model.decoding import Reranker
 from lsp_model.tokenizer import decode, encode_batch
 
 from .protocol import APIError, ChatRequest, Choice, Reply
@@ -28,11 +28,9 @@ from .protocol import APIError, ChatRequest, Choice, Reply
 
 @dataclass
 class MMI:
-    """Reverse-model reranking (lsp_model.mmi): candidates drawn per request, then the best n."""
-    model: object
-    eos: int
-    to_reverse_ids: object = None     # forward ids -> reverse tokenizer ids; None = same tokenizer
-    mmi_lambda: float = 0.0
+    """Reverse-model reranking: `num_candidates` drawn per request, ranked by lsp_model.decoding's
+    Reranker, then the best n."""
+    rerank: Reranker
     num_candidates: int = 10
 
 
@@ -119,8 +117,7 @@ class Engine:
         hyps = generate(self.model, [j.context for j in jobs], cfg, self.eos, self.vocab,
                         indices=[j.seed for j in jobs])
         if self.mmi is not None and cfg.num_return_sequences > 1:
-            hyps = rerank_batch(self.mmi.model, [j.turns for j in jobs], hyps, self.mmi.eos, self.mmi.mmi_lambda,
-                                to_reverse_ids=self.mmi.to_reverse_ids)
+            hyps = self.mmi.rerank([j.turns for j in jobs], hyps)
         return [Reply([self._choice(h, j) for h in hs[:j.n]], len(j.context)) for hs, j in zip(hyps, jobs)]
 
     def _choice(self, hyp: dict, job: Job) -> Choice:

@@ -23,6 +23,7 @@ from lsp_model.mmi import rerank_batch
 from lsp_model.tokenizer import decode, encode, eos_id, load_tokenizer
 from lsp_serve.app import complete, create_app
 from lsp_serve.batcher import Batcher, QueueFull
+from lsp_model.decoding import Reranker
 from lsp_serve.engine import MMI, Engine, token_pieces
 from lsp_serve.launch import Server
 from lsp_serve.protocol import APIError, parse_request
@@ -340,7 +341,7 @@ def test_body_limit_and_the_page(local):
 
 
 def test_mmi_reranks_the_candidates(local):
-    mmi = MMI(local["reverse"], local["eos"], num_candidates=4)
+    mmi = MMI(Reranker(local["reverse"], local["eos"], None), num_candidates=4)
     tc, engine = _app(local, mmi=mmi)
     body = {"messages": [{"role": "user", "content": local["pairs"][5][0][0]}], "seed": 3, "n": 2}
     with tc:
