@@ -46,6 +46,8 @@ def main(argv=None) -> dict:
         print(f"LSP_train.py: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     # torch and the training code only now: --help and a bad flag answer at once
+    from lsp_io.cpu import use_huge_pages
+    use_huge_pages()
     from gpt2_training.failures import failure
     from gpt2_training.loop import train
     set_cpu_threads(args)

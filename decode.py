@@ -117,6 +117,8 @@ def result_row(tok, context, hs, was_cut, mmi: bool) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from lsp_io.cpu import use_huge_pages
+    use_huge_pages()  # before torch
     from tqdm import tqdm
 
     from lsp_model.checkpoint import CheckpointError

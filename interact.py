@@ -49,6 +49,8 @@ def lines(tty: bool):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from lsp_io.cpu import use_huge_pages
+    use_huge_pages()  # before torch
     from lsp_model.chat import History, clean_hypothesis, reply, run_command
     from lsp_model.checkpoint import CheckpointError
     from lsp_model.decoding import default_device, load_decoder, load_reranker

@@ -73,6 +73,8 @@ def build(args):
 def main(argv=None) -> int:
     args = parse_args(argv)
     # torch only now: --help and a bad flag answer at once
+    from lsp_io.cpu import use_huge_pages
+    use_huge_pages()
     import torch
     from lsp_model.checkpoint import CheckpointError
     from lsp_model.tokenizer import TokenizerNotFound

@@ -63,22 +63,36 @@ def _fused_devices() -> tuple:
 
 
 @torch.no_grad()
-def _adam_update(params, grads, ms, vs, lr, b1, b2, eps, wd):
+def _adam_update(params, grads, ms, vs, lr, b1, b2, eps, wd, grad_div=None):
     """p -= lr * (m/(sqrt(v)+eps) + wd*p); no bias correction (both original optimizers).
+
+    grad_div: None, or per tensor a 0-d divisor tensor (None = 1) that each grad is divided by
+    first, in place, as clipping or unscaling would have done it: the fused kernel does it in the
+    same pass (its grad_scale), so clipping costs no pass of its own over the grads.
 
     Applied as p *= 1 - lr*wd, then p -= lr * m/(sqrt(v)+eps) (only float rounding differs from
     the original's single update), in one pass over p, g, m, v by torch's fused AdamW kernel."""
     if b1 ** _NO_BIAS_CORRECTION_STEP != 0.0 or b2 ** _NO_BIAS_CORRECTION_STEP != 0.0:
         raise ValueError(f"Adam betas ({b1}, {b2}): each must be below 1 - 1e-16")
+    divs = grad_div if grad_div is not None else [None] * len(params)
+    runs: dict = {}  # tensors sharing a divisor: one kernel call each
+    for i, d in enumerate(divs):
+        runs.setdefault(id(d), (d, []))[1].append(i)
     dev, dt = params[0].device, params[0].dtype
     if dev.type in _fused_devices() and all(p.device == dev and p.dtype == dt for p in params):
         key = (dev, dt)
         if key not in _step_tensors:
             _step_tensors[key] = torch.tensor(_NO_BIAS_CORRECTION_STEP, dtype=torch.float32, device=dev)
-        torch._fused_adamw_(params, grads, ms, vs, [], [_step_tensors[key]] * len(params), lr=lr, beta1=b1,
-                            beta2=b2, weight_decay=wd, eps=eps, amsgrad=False, maximize=False)
+        for d, idx in runs.values():
+            pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+            torch._fused_adamw_(pick(params), pick(grads), pick(ms), pick(vs), [], [_step_tensors[key]] * len(idx),
+                                lr=lr, beta1=b1, beta2=b2, weight_decay=wd, eps=eps, amsgrad=False,
+                                maximize=False, grad_scale=d)
         return
-    torch._foreach_mul_(ms, b1)  # the same update on foreach kernels (devices without a fused one)
+    for d, idx in runs.values():  # the same update on foreach kernels (devices without a fused one)
+        if d is not None:
+            torch._foreach_div_([grads[i] for i in idx], d)
+    torch._foreach_mul_(ms, b1)
     torch._foreach_add_(ms, grads, alpha=1 - b1)
     torch._foreach_mul_(vs, b2)
     torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)
@@ -104,17 +118,16 @@ class Adam(torch.optim.Optimizer):
             params, grads, ms, vs = _grads_and_states(group, self.state)
             if not params:
                 continue
+            div = None
             if group["max_grad_norm"] > 0:  # clip_grad_norm_(p, max) for each tensor on its own
                 norms = torch.stack(torch._foreach_norm(grads))
                 coef = (group["max_grad_norm"] / (norms + 1e-6)).clamp(max=1.0)
-                if coef.device.type == "cpu":  # scale only the clipped tensors (x1.0 is exact anyway)
-                    clipped = [(g, c) for g, c in zip(grads, coef.tolist()) if c < 1.0]
-                    if clipped:
-                        torch._foreach_mul_([g for g, _ in clipped], [c for _, c in clipped])
+                if coef.device.type == "cpu":  # only the clipped tensors, inside the update's pass
+                    div = [None if c >= 1.0 else torch.tensor(1.0 / c) for c in coef.tolist()]
                 else:  # no host sync on accelerators
                     torch._foreach_mul_(grads, coef.unbind())
             _adam_update(params, grads, ms, vs, group["lr"], group["b1"], group["b2"], group["e"],
-                         group["weight_decay_rate"])
+                         group["weight_decay_rate"], div)
 
 
 class FusedAdam(torch.optim.Optimizer):
@@ -148,9 +161,9 @@ class FusedAdam(torch.optim.Optimizer):
         combined = torch.where(clip > 1, clip * scale, torch.full_like(clip, scale))
         for group, c in zip(work, combined.unbind()):
             params, grads, ms, vs = _grads_and_states(group, self.state, ("exp_avg", "exp_avg_sq"))
-            torch._foreach_div_(grads, c)
             b1, b2 = group["betas"]
-            _adam_update(params, grads, ms, vs, group["lr"], b1, b2, group["eps"], group["weight_decay"])
+            _adam_update(params, grads, ms, vs, group["lr"], b1, b2, group["eps"], group["weight_decay"],
+                         [c] * len(params))
         return True
 
 

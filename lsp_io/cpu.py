@@ -65,6 +65,18 @@ def free_cores(window: float = 0.5) -> tuple[int, int, float]:
     return max(1, len(cpus) - round(busy)), len(cpus), busy
 
 
+def use_huge_pages() -> None:
+    """Have torch's CPU allocator back large tensors with transparent huge pages (Linux; call it
+    before torch is imported, it reads the setting once; THP_MEM_ALLOC_ENABLE=0 keeps it off).
+
+    Without them every large tensor is fresh 4 KB pages from mmap, faulted in one by one: a
+    demo-model training step (8 x 128 tokens, 50,257-word head) took ~250k page faults, a third
+    of its time in the kernel, and beside a busy core 1 thread ran 7x slower than 2 idle ones
+    (1.3x with huge pages; benchmarks/bench_busy.py). The arithmetic is unchanged.
+    """
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+
 def has_bf16() -> bool:
     """Whether the CPU has bf16 matrix units (AVX512-BF16 or AMX-BF16: oneDNN then runs bf16 fast)."""
     try:

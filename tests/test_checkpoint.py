@@ -2,6 +2,7 @@
 import json
 import os
 import pickle
+import random
 import subprocess
 import sys
 
@@ -116,7 +117,8 @@ def test_torch_saved_code_refused(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("content", [os.urandom(4096), b"\x80\x02" + bytes(range(256)) * 4, b"plain text"])
+@pytest.mark.parametrize("content", [random.Random(0).randbytes(4096), b"\x80\x02" + bytes(range(256)) * 4, b"plain text"],
+                         ids=["random", "pickle-protocol-prefix", "text"])
 def test_random_bytes_say_not_a_checkpoint(tmp_path, content):
     p = tmp_path / "rand.pkl"
     p.write_bytes(content)

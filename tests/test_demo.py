@@ -449,21 +449,40 @@ def demo_cmd(repo_dir, cfg, out):
             "--n_test", "6", "--warmup_steps", "4", "--no_meteor", "--threads", "1", "--output_dir", str(out)]
 
 
+def run_until_first_checkpoint_then_ctrl_c(cmd, out, repo_dir):
+    """Start a real demo and SIGINT its process group (as a terminal's Ctrl-C does) once the
+    first checkpoint is saved. Returns (exit code, what it printed)."""
+    import signal
+    import time
+    proc = subprocess.Popen(cmd, cwd=repo_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while not list((out / "train").glob("GPT2.*/GP2-pretrain-step-3.resume.pt")) and time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    printed = proc.communicate(timeout=300)[0].decode()
+    return proc.returncode, printed
+
+
 @pytest.fixture(scope="module")
 def tiny_demo(tmp_path_factory, repo_dir):
-    """One uninterrupted real demo run on a tiny model (shared by the slow tests below)."""
+    """One real demo on a tiny model, Ctrl-C'd during training and rerun to the end (shared by
+    the slow tests below: one interrupted run costs less than a second whole demo)."""
     tmp = tmp_path_factory.mktemp("tiny_demo")
     cfg = tmp / "tiny.json"
     cfg.write_text(json.dumps(TINY))
     out = tmp / "out"
+    code, printed = run_until_first_checkpoint_then_ctrl_c(demo_cmd(repo_dir, cfg, out), out, repo_dir)
+    runs = list((out / "train").glob("GPT2.*"))
     r = subprocess.run(demo_cmd(repo_dir, cfg, out), cwd=repo_dir, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return cfg, out
+    return dict(cfg=cfg, out=out, interrupted=(code, printed, runs), rerun=r.stdout)
 
 
 @pytest.mark.slow
 def test_demo_end_to_end(tiny_demo, repo_dir):
-    cfg, out = tiny_demo
+    cfg, out = tiny_demo["cfg"], tiny_demo["out"]
     summary = json.loads((out / "summary.json").read_text())
     evals = summary["loss"]["eval"]
     assert [e[0] for e in evals] == [3, 6, 9, 12]  # labelled by update
@@ -481,28 +500,22 @@ def test_demo_end_to_end(tiny_demo, repo_dir):
 
 @pytest.mark.slow
 def test_demo_ctrl_c_then_rerun_continues_exactly(tiny_demo, tmp_path, repo_dir):
-    """A real demo, Ctrl-C'd (SIGINT to its process group, as a terminal does) once the first
-    checkpoint is saved; the rerun resumes that run folder and ends with the same held-out losses
-    as the uninterrupted run."""
-    import signal
-    import time
-    cfg, ref = tiny_demo
-    out = tmp_path / "out"
-    proc = subprocess.Popen(demo_cmd(repo_dir, cfg, out), cwd=repo_dir, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 600
-    while not list((out / "train").glob("GPT2.*/GP2-pretrain-step-3.resume.pt")) and time.time() < deadline:
-        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)
-    printed = proc.communicate(timeout=300)[0].decode()
-    assert proc.returncode == 130, printed[-3000:]
-    runs = list((out / "train").glob("GPT2.*"))
+    """The Ctrl-C'd demo exits 130 keeping its run folder; the rerun resumes that folder and ends
+    with the held-out losses of the same training run uninterrupted (its own command line, from
+    the demo's log, without the resume flag, into a fresh folder)."""
+    code, printed, runs = tiny_demo["interrupted"]
+    out = tiny_demo["out"]
+    assert code == 130, printed[-3000:]
     assert len(runs) == 1 and "training resumes from its checkpoint of update" in printed
-    r = subprocess.run(demo_cmd(repo_dir, cfg, out), cwd=repo_dir, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert f"train: resuming {runs[0]} from its checkpoint of update" in r.stdout
+    assert f"train: resuming {runs[0]} from its checkpoint of update" in tiny_demo["rerun"]
     assert list((out / "train").glob("GPT2.*")) == runs
+    cmd = (out / "logs" / "train.log").read_text().splitlines()[0].removeprefix("$ ").split()
+    cmd = cmd[:cmd.index("--resume_from_checkpoint")]
+    cmd[cmd.index("--output_dir") + 1] = str(tmp_path / "straight")
+    r = subprocess.run(cmd + ["--threads", "1"], cwd=repo_dir, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    straight = next((tmp_path / "straight").glob("GPT2.*"))
+    want = report.loss_summary(report.read_csv_log(straight / "train_log.txt"),
+                               report.read_csv_log(straight / "eval_log.txt"))["eval"]
     got = json.loads((out / "summary.json").read_text())["loss"]["eval"]
-    want = json.loads((ref / "summary.json").read_text())["loss"]["eval"]
-    assert [e[0] for e in got] == [3, 6, 9, 12] and got == want
+    assert [e[0] for e in got] == [3, 6, 9, 12] and got == [list(e) for e in want]

@@ -2,6 +2,7 @@
 transformers (they cost seconds; argument parsing must not wait for them)."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -107,3 +108,21 @@ def test_lsp_train_cpu_threads_follow_free_cores(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     LSP_train.set_cpu_threads(ns(device="cpu", threads=None))
     assert calls == [3, 1, 5]
+
+
+def test_huge_pages_asked_for_unless_the_user_says_otherwise(monkeypatch):
+    """Every script that trains or decodes asks torch for transparent huge pages before importing
+    it (page faults were a third of a CPU training step); an explicit setting wins."""
+    from lsp_io import cpu
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    cpu.use_huge_pages()
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
+    cpu.use_huge_pages()
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
+    for script in ("LSP_train.py", "decode.py", "interact.py", "serve.py"):
+        text = (REPO / script).read_text()
+        main = text[text.index("def main("):]
+        assert "use_huge_pages()" in main, script
+        if "import torch" in main:
+            assert main.index("use_huge_pages()") < main.index("import torch"), script
