@@ -5,10 +5,11 @@
 A "busy core" is one `python -c 'while 1: pass'` burner, started before and stopped after each
 busy measurement. Per round, interleaved: a pure-Python single-threaded workload (what the
 demo's data stage does) alone and beside the burner, and a training step of the demo's model
-(4 x 256, batch 8 x 64 tokens, bf16 autocast where the CPU has bf16 units, as the demo trains)
+(4 x 256, batch 8 x 96 tokens, bf16 autocast where the CPU has bf16 units, as the demo trains)
 with 2 and 1 threads, idle and beside the burner. The pure-Python ratio is the ceiling: if a
 single thread alone slows by 2x next to the burner, the two vCPUs are not independent cores and
-no thread choice brings the busy demo within 2x of the idle one.
+no thread choice brings the busy demo within 2x of the idle one. torch's allocator uses huge
+pages, as in LSP_train (THP_MEM_ALLOC_ENABLE=0 in the environment measures without them).
 """
 from __future__ import annotations
 
@@ -50,8 +51,8 @@ def train_steps(threads: int, steps: int, bf16: bool):
     torch.manual_seed(0)
     model = build_model(make_config(n_layer=4, n_embd=256, n_head=4, n_positions=128))
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)
-    ids = torch.randint(0, 50257, (8, 64))
-    pos = torch.arange(64).expand_as(ids)
+    ids = torch.randint(0, 50257, (8, 96))
+    pos = torch.arange(96).expand_as(ids)
 
     def run():
         torch.set_num_threads(threads)
@@ -71,7 +72,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=4, help="training steps per measurement")
     p.add_argument("--json")
     a = p.parse_args(argv)
-    from lsp_io.cpu import has_bf16
+    from lsp_io.cpu import has_bf16, use_huge_pages
+    use_huge_pages()  # as the demo's stages run (before torch is imported)
     bf16 = has_bf16()
     t2, t1 = train_steps(2, a.steps, bf16), train_steps(1, a.steps, bf16)
     t1()  # warm-up: allocator, oneDNN kernels
