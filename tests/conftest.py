@@ -1,10 +1,21 @@
 """Shared fixtures: the golden set (the full one beside the clone, else the copy in tests/golden)."""
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# One thread everywhere, child processes included: LSP_train's CPU default follows the cores
+# free at its start, which under `pytest -n 2` depends on what the other worker is doing, and
+# exact-resume tests compare runs bit for bit. Tests of the thread choice set it themselves.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Tests Ctrl-C the programs they start (SIGINT, as a terminal does). A pytest started as a
+# background job inherits SIGINT ignored, and so would those programs (Python then installs no
+# KeyboardInterrupt handler); a handler here is reset to the default in every child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def shared_path() -> Path | None:
