@@ -70,9 +70,9 @@ def use_huge_pages() -> None:
     before torch is imported, it reads the setting once; THP_MEM_ALLOC_ENABLE=0 keeps it off).
 
     Without them every large tensor is fresh 4 KB pages from mmap, faulted in one by one: a
-    demo-model training step (8 x 128 tokens, 50,257-word head) took ~250k page faults, a third
-    of its time in the kernel, and beside a busy core 1 thread ran 7x slower than 2 idle ones
-    (1.3x with huge pages; benchmarks/bench_busy.py). The arithmetic is unchanged.
+    demo-model update took ~250k page faults, a third of its time in the kernel, and beside a
+    busy core 1 thread trained 7x slower than 2 idle ones (1.3x with huge pages; docs/demo.md,
+    "Timing"). The arithmetic is unchanged.
     """
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
