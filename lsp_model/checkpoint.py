@@ -245,6 +245,21 @@ for step in range(5):
 
 With this toolkit: `python interact.py --model {name}` or `python decode.py --model {name} ...`.
 
+### Chat template
+
+`tokenizer_config.json` carries a chat template in DialoGPT's format: each user and assistant
+turn followed by `<|endoftext|>`, system messages dropped, nothing added by
+`add_generation_prompt`, and the assistant turns marked for `return_assistant_tokens_mask`
+(the reply and its `<|endoftext|>`, what DialoGPT trains on). So message lists work directly:
+
+```python
+from transformers import pipeline
+chat = pipeline("text-generation", model="{name}")
+print(chat([{{"role": "user", "content": "Does money buy happiness?"}}], max_new_tokens=40)[0]["generated_text"][-1])
+```
+
+and so do `transformers serve {name}` and TRL's trainers on `messages` data.
+
 ### Decoding settings in generation_config.json
 
 `generation_config.json` holds the toolkit's chat preset ({preset}): {settings}. So

@@ -142,7 +142,9 @@ def tokenizer_identity(tok: Tokenizer) -> str:
 
 
 def save_tokenizer(tok: Tokenizer, out_dir: str | os.PathLike) -> None:
-    """Write tokenizer.json plus vocab.json/merges.txt (BPE) and a transformers tokenizer_config."""
+    """Write tokenizer.json plus vocab.json/merges.txt (BPE) and a transformers tokenizer_config
+    carrying DialoGPT's chat template (lsp_model.chat_template)."""
+    from .chat_template import CHAT_TEMPLATE
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tok.save(str(out / "tokenizer.json"))
@@ -151,4 +153,5 @@ def save_tokenizer(tok: Tokenizer, out_dir: str | os.PathLike) -> None:
     (out / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "GPT2Tokenizer", "model_max_length": 1024,
         "bos_token": EOS_TOKEN, "eos_token": EOS_TOKEN, "unk_token": EOS_TOKEN,
-        "add_prefix_space": False, "clean_up_tokenization_spaces": False}, indent=2) + "\n")
+        "add_prefix_space": False, "clean_up_tokenization_spaces": False,
+        "chat_template": CHAT_TEMPLATE}, indent=2) + "\n")
