@@ -104,22 +104,22 @@ def to_hf_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 RELEASED_HEADS = {768: 12, 1024: 16, 1280: 20}
 
 
-def infer_config(sd: dict[str, torch.Tensor], source: str = "checkpoint") -> GPT2Config:
+def infer_config(sd: dict[str, torch.Tensor], source: str = "checkpoint", n_head: int | None = None) -> GPT2Config:
     """Architecture from tensor shapes, for a checkpoint without a config.json. The shapes fix
     vocab, width, positions, layers and the MLP width; the head count is taken only for the
-    released widths (RELEASED_HEADS), any other width is refused."""
+    released widths (RELEASED_HEADS), any other width is refused unless `n_head` is given."""
     sd = to_hf_keys(sd)
     try:
         vocab, n_embd = sd["transformer.wte.weight"].shape
         n_pos = sd["transformer.wpe.weight"].shape[0]
     except KeyError:
         raise CheckpointError(f"{source}: cannot infer the model size: no transformer.wte/wpe weights") from None
-    if n_embd not in RELEASED_HEADS:
+    if n_embd not in RELEASED_HEADS and n_head is None:
         raise CheckpointError(f"{source}: no config.json beside it and n_embd={n_embd} is not a released size "
                               f"(768/1024/1280), so the head count is unknown; pass --config CONFIG.json")
     layers = {int(m.group(1)) for k in sd if (m := re.match(r"transformer\.h\.(\d+)\.", k))}
     d = {"vocab_size": vocab, "n_embd": n_embd, "n_positions": n_pos, "n_layer": len(layers),
-         "n_head": RELEASED_HEADS[n_embd]}
+         "n_head": RELEASED_HEADS.get(n_embd, n_head)}
     fc = sd.get("transformer.h.0.mlp.c_fc.weight")
     if fc is not None and fc.shape[1] != 4 * n_embd:
         d["n_inner"] = fc.shape[1]

@@ -48,6 +48,14 @@ def golden(shared_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def dialogrpt_dir(golden, tmp_path_factory) -> Path:
+    """The DialogRPT golden checkpoints (+ ensemble.yml) as golden/dialogrpt/checkpoints.tar.xz
+    unpacks, rebuilt from the bundled trimmed copy when the full set is absent."""
+    from golden_store import dialogrpt_checkpoints
+    return dialogrpt_checkpoints(golden / "dialogrpt", tmp_path_factory.mktemp("dialogrpt"))
+
+
+@pytest.fixture(scope="session")
 def repo_dir() -> Path:
     return REPO
 

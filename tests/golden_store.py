@@ -6,7 +6,12 @@ The bundled copy keeps exactly the files the tests read, and stores
   * data files over 4 kB xz-compressed, as NAME.xz (unpack restores NAME byte for byte);
   * no file that can be derived from another one: the fp16 and `module.` copies of init.pkl and
     the uncompressed Reddit dumps are rebuilt by `unpack` the way the original's were made;
-  * of model/outputs.pt's [2, 32, 50257] logits, every 32nd vocabulary column only.
+  * of model/outputs.pt's [2, 32, 50257] logits, every 32nd vocabulary column only;
+  * of dialogrpt/checkpoints.tar.xz, one checkpoints.trimmed.pt: per checkpoint its tensors
+    without the `attn.bias` buffers (rebuilt), with only the word-embedding rows of tokens that
+    cases.jsonl uses (and of a .pkl's LM head, only the EOS row, its score head);
+    `dialogrpt_checkpoints` rebuilds the files with zeros in the rows left out, which no golden
+    score reads (only the ranker tests pay for it, not every session's unpack).
 
     python tests/golden_store.py pack FULL_SET_ROOT tests      # FULL_SET_ROOT holds golden/, data/
 
@@ -34,6 +39,8 @@ KEEP = [
     "golden/model/config.json", "golden/model/init.pkl", "golden/model/init.keys.json",
     "golden/model/batch.pt", "golden/model/grads.json", "golden/model/outputs.pt",
     "golden/optim/set_lr.json",
+    "golden/dialogrpt/README.md", "golden/dialogrpt/cases.jsonl", "golden/dialogrpt/ensemble.yml",
+    "golden/dialogrpt/scores.json", "golden/dialogrpt/checkpoints.tar.xz",
     "golden/prepro/commands.txt", "golden/prepro/train.tsv", "golden/prepro/features.*.jsonl",
     "golden/prepro/lines.*.jsonl", "golden/prepro/meta.*.json", "golden/prepro/chunks.*.json",
     "golden/prepro/skipped.*.json",
@@ -66,6 +73,8 @@ def pack(src: Path, dst: Path) -> None:
                 o = torch.load(f, weights_only=True)
                 o[f"logits_first2_every{LOGITS_STRIDE}"] = o.pop("logits_first2")[..., ::LOGITS_STRIDE].clone()
                 torch.save(o, out)
+            elif rel.as_posix() == "golden/dialogrpt/checkpoints.tar.xz":
+                torch.save(_trim_dialogrpt(f), out.with_name(DIALOGRPT_TRIMMED))
             elif not (f.suffix in (".pt", ".pkl", ".gz", ".zst", ".md") or f.name in RAW_NAMES) \
                     and f.stat().st_size > XZ_OVER:
                 out.with_name(out.name + ".xz").write_bytes(lzma.compress(f.read_bytes(), preset=9 | lzma.PRESET_EXTREME))
@@ -88,6 +97,70 @@ def unpack(store: Path, root: Path) -> Path:
     _derive_model(root / "golden" / "model")
     _derive_dumps(root / "golden" / "reddit" / "inputs")
     return root
+
+
+DIALOGRPT_TRIMMED = "checkpoints.trimmed.pt"
+EOS_ID = 50256
+
+
+def _trim_dialogrpt(tar_xz: Path) -> dict:
+    """{file name: trimmed state dict (+ "ids": the embedding rows kept)} of the checkpoints."""
+    import json
+    import tarfile
+    import tempfile
+
+    import torch
+    from lsp_model.tokenizer import encode_batch, load_tokenizer
+    tok, texts = load_tokenizer(), []
+    for line in (tar_xz.parent / "cases.jsonl").read_text().splitlines():
+        case = json.loads(line)
+        texts += [t.strip() for t in case["cxt"].split("<|endoftext|>") + case["hyps"]]
+    ids = torch.tensor(sorted({i for t in encode_batch(tok, texts) for i in t} | {EOS_ID}))
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(tar_xz) as t:
+            t.extractall(tmp, filter="data")
+        for f in sorted(Path(tmp).glob("*.p*")):
+            sd = torch.load(f, weights_only=True)
+            small = {k: v.clone() for k, v in sd.items() if not k.endswith(".attn.bias")}
+            small["transformer.wte.weight"] = sd["transformer.wte.weight"][ids].clone()
+            if "lm_head.decoder.weight" in sd:
+                small["lm_head.decoder.weight"] = sd["lm_head.decoder.weight"][EOS_ID:EOS_ID + 1].clone()
+            out[f.name] = small | {"ids": ids, "n_vocab": torch.tensor(sd["transformer.wte.weight"].shape[0])}
+    return out
+
+
+def dialogrpt_checkpoints(d: Path, out: Path) -> Path:
+    """`out` holding what the set's dialogrpt/checkpoints.tar.xz holds: unpacked from the full set,
+    else rebuilt from the bundled trimmed copy (zeros in the rows left out, the causal `attn.bias`
+    buffers as the original saved them, ensemble.yml beside them)."""
+    import torch
+    out.mkdir(parents=True, exist_ok=True)
+    if (d / "checkpoints.tar.xz").is_file():
+        import tarfile
+        with tarfile.open(d / "checkpoints.tar.xz") as t:
+            t.extractall(out, filter="data")
+        return out
+    trimmed = torch.load(d / DIALOGRPT_TRIMMED, weights_only=True)
+    for name, small in trimmed.items():
+        ids, n_vocab = small.pop("ids"), int(small.pop("n_vocab"))
+        wte = small["transformer.wte.weight"]
+        full = wte.new_zeros(n_vocab, wte.shape[1])
+        full[ids] = wte
+        sd = {}
+        n = small["transformer.wpe.weight"].shape[0]
+        for k, v in small.items():
+            if k.endswith(".attn.c_attn.weight"):
+                sd[k.replace("c_attn.weight", "bias")] = torch.tril(torch.ones(n, n)).view(1, 1, n, n).to(v.dtype)
+            sd[k] = v
+        sd["transformer.wte.weight"] = full
+        if "lm_head.decoder.weight" in sd:
+            head = full.new_zeros(n_vocab, wte.shape[1])
+            head[EOS_ID:EOS_ID + 1] = sd["lm_head.decoder.weight"]
+            sd["lm_head.decoder.weight"] = head
+        torch.save(sd, out / name)
+    shutil.copyfile(d / "ensemble.yml", out / "ensemble.yml")
+    return out
 
 
 def _derive_model(d: Path) -> None:

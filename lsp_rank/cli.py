@@ -1,0 +1,79 @@
+"""rank.py's commands: score a file of candidates, or train a ranker (lsp_rank.train)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+USAGE = """Rank candidate replies with a DialogRPT ranker (or train one). See docs/ranking.md.
+
+    python rank.py --ranker updown.pth --input cands.jsonl --output scores.jsonl
+    python rank.py --ranker ensemble.yml --input cands.tsv --output scores.jsonl --max_cxt_turn 2
+    python rank.py train --init models/small --pairs pairs.jsonl --output_dir rankers/mine
+
+Input lines: {"context": [turn, ...], "hyps": [reply, ...]} (JSONL) or context<TAB>hyp1<TAB>...
+(TSV, turns joined by " EOS "). Output lines: {"scores": [...]}, or for an ensemble .yml
+{"scores": {"<name>": [...], ..., "final": [...]}}.
+"""
+
+
+def add_ranker_args(p: argparse.ArgumentParser) -> None:
+    """Flags naming how a ranker runs (rank.py, and --ranker in decode/interact/serve/dstc)."""
+    p.add_argument("--ranker_dtype", choices=["fp32", "bf16"], default="fp32", help="ranker weights' dtype")
+    p.add_argument("--max_cxt_turn", type=int, help="score with the last K context turns only")
+
+
+def score_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rank.py", description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ranker", required=True, help=".pth, ensemble .yml, DialoGPT .pkl or transformers folder")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--batch_size", type=int, default=32, help="sequences per forward pass")
+    p.add_argument("--device", help="default: cuda if available, else cpu")
+    add_ranker_args(p)
+    return p
+
+
+def check_positive(p: argparse.ArgumentParser, args, *names) -> None:
+    for n in names:
+        v = getattr(args, n, None)
+        if v is not None and v < 1:
+            p.error(f"--{n} must be >= 1")
+
+
+CHUNK = 2048  # contexts per scoring call: bounded memory, progress between them
+
+
+def score_main(argv) -> int:
+    p = score_parser()
+    args = p.parse_args(argv)
+    check_positive(p, args, "batch_size", "max_cxt_turn")
+    from lsp_io.cpu import use_huge_pages
+    use_huge_pages()  # before torch
+    from lsp_io.atomic import atomic_file
+    from lsp_model.checkpoint import CheckpointError
+    from lsp_model.decoding import default_device
+    from .inputs import read_cases
+    from .ranker import FINAL, load_ranker
+    try:
+        cases = read_cases(args.input)
+        ranker = load_ranker(args.ranker, args.ranker_dtype, args.device or default_device(), args.batch_size)
+    except (ValueError, OSError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    with atomic_file(args.output, "w") as f:
+        for a in range(0, len(cases), CHUNK):
+            chunk = cases[a:a + CHUNK]
+            for s in ranker.score([c.turns for c in chunk], [c.hyps for c in chunk], args.max_cxt_turn):
+                f.write(json.dumps({"scores": s[FINAL] if ranker.single else s}) + "\n")
+    print(f"ranked {sum(len(c.hyps) for c in cases)} candidates of {len(cases)} contexts into {args.output}",
+          file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        from .train import train_main
+        return train_main(argv[1:])
+    return score_main(argv)

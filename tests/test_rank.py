@@ -1,0 +1,140 @@
+"""DialogRPT rankers (lsp_rank): every golden score of the original code to 1e-5, in every
+checkpoint form; batch invariance; clear errors for bad rankers."""
+import json
+
+import pytest
+import torch
+
+from lsp_model.checkpoint import CheckpointError
+from lsp_rank.model import load_head, save_ranker
+from lsp_rank.ranker import load_ranker
+
+EOS = "<|endoftext|>"
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def gold(golden):
+    return json.loads((golden / "dialogrpt" / "scores.json").read_text())
+
+
+def scores_of(ranker, cases, max_cxt_turn=None):
+    return ranker.score([c["cxt"].split(EOS) for c in cases], [c["hyps"] for c in cases], max_cxt_turn)
+
+
+def assert_golden(got, cases, names=("final",)):
+    assert len(got) == len(cases)
+    for g, c in zip(got, cases):
+        want = c["scores"] if isinstance(c["scores"], dict) else {"final": c["scores"]}
+        assert list(g) == list(want) and set(names) <= set(g)
+        for k in want:
+            assert len(g[k]) == len(want[k])
+            assert max((abs(a - b) for a, b in zip(g[k], want[k])), default=0) < TOL, (c["cxt"], k)
+
+
+def test_single_pth(dialogrpt_dir, gold):
+    r = load_ranker(dialogrpt_dir / "updown.pth")
+    assert r.single and next(iter(r.heads.values())).config.n_head == 2
+    assert_golden(scores_of(r, gold["single"]), gold["single"])
+    assert_golden(scores_of(r, gold["single_max_cxt_turn2"], 2), gold["single_max_cxt_turn2"])
+
+
+def test_ensemble_yml(dialogrpt_dir, gold):
+    r = load_ranker(dialogrpt_dir / "ensemble.yml")
+    assert len(r.heads) == 3  # five members over three files: each file loaded once
+    assert_golden(scores_of(r, gold["ensemble"]), gold["ensemble"],
+                  ("human_vs_rand", "human_vs_machine", "updown", "depth", "width", "final"))
+
+
+def test_dialogpt_pkl(dialogrpt_dir, gold):
+    assert_golden(scores_of(load_ranker(dialogrpt_dir / "dialogpt_tiny.pkl"), gold["dialogpt_pkl"]),
+                  gold["dialogpt_pkl"])
+
+
+def test_transformers_folder(dialogrpt_dir, gold, tmp_path):
+    """A GPT2ForSequenceClassification folder (the microsoft/DialogRPT-* layout) built from the
+    golden .pth scores the same, through our loader and through transformers' own class."""
+    from transformers import AutoModelForSequenceClassification
+    save_ranker(load_head(dialogrpt_dir / "updown.pth"), tmp_path / "updown")
+    cfg = json.loads((tmp_path / "updown" / "config.json").read_text())
+    assert cfg["architectures"] == ["GPT2ForSequenceClassification"] and len(cfg["id2label"]) == 1
+    assert cfg["pad_token_id"] == 50256 and cfg["n_head"] == 2
+    assert_golden(scores_of(load_ranker(tmp_path / "updown"), gold["single"]), gold["single"])
+    hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "updown").eval()
+    ours = load_head(dialogrpt_dir / "updown.pth")
+    for k, v in ours.state_dict().items():
+        assert torch.equal(hf.state_dict()[k], v), k
+
+
+def test_bf16_close(dialogrpt_dir, gold):
+    r = load_ranker(dialogrpt_dir / "updown.pth", dtype="bf16")
+    assert next(iter(r.heads.values())).transformer.wte.weight.dtype == torch.bfloat16
+    got = scores_of(r, gold["single"])
+    err = max(abs(a - b) for g, c in zip(got, gold["single"]) for a, b in zip(g["final"], c["scores"]))
+    assert err < 0.1  # bf16 keeps 8 bits of mantissa: close, not golden
+
+
+def test_batch_invariant(dialogrpt_dir, gold):
+    """A score is the same alone, in one batch of everything, or in batches of 3 (1e-6, fp32)."""
+    r = load_ranker(dialogrpt_dir / "ensemble.yml")
+    cases = gold["single"]
+    ctx, hyps = [c["cxt"].split(EOS) for c in cases], [c["hyps"] for c in cases]
+    together = r.score(ctx, hyps)
+    r.batch_size = 3
+    threes = r.score(ctx, hyps)
+    for i, (c, hs) in enumerate(zip(ctx, hyps)):
+        for j, h in enumerate(hs):
+            alone = r.score([c], [[h]])[0]
+            for k in alone:
+                assert abs(alone[k][0] - together[i][k][j]) < 1e-6
+                assert abs(threes[i][k][j] - together[i][k][j]) < 1e-6
+
+
+def test_too_long_keeps_right_end(dialogrpt_dir):
+    """A sequence longer than n_positions is scored on its last n_positions tokens."""
+    r = load_ranker(dialogrpt_dir / "updown.pth")
+    long_ctx = ["hello there " * 700, "how are you"]
+    got = r.score([long_ctx], [["fine thanks"]])[0]["final"][0]
+    from lsp_rank.score import pair_ids
+    seq = pair_ids(r.tok, long_ctx, ["fine thanks"])[0]
+    assert len(seq) > 1024
+    from lsp_rank.score import head_logits
+    want = torch.sigmoid(head_logits(next(iter(r.heads.values())), [seq[-1024:]]))[0].item()
+    assert abs(got - want) < 1e-6
+
+
+def test_lm_pth_refused(dialogrpt_dir, tmp_path):
+    sd = torch.load(dialogrpt_dir / "dialogpt_tiny.pkl", weights_only=True)
+    torch.save(sd, tmp_path / "lm.pth")
+    with pytest.raises(CheckpointError, match=r"lm\.pth: no score\.weight"):
+        load_ranker(tmp_path / "lm.pth")
+
+
+def write_yml(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_yml_missing_file(dialogrpt_dir, tmp_path):
+    y = write_yml(tmp_path / "e.yml", f"cond:\n- name: updown\n  wt: 1\n  path: {dialogrpt_dir}/updown.pth\n"
+                                      "- name: gone\n  wt: 1\n  path: nothere.pth\n")
+    with pytest.raises(CheckpointError, match=r"e\.yml: cond\[1\] \(gone\): nothere\.pth not found"):
+        load_ranker(y)
+
+
+def test_yml_zero_weights(dialogrpt_dir, tmp_path):
+    p = dialogrpt_dir / "updown.pth"
+    y = write_yml(tmp_path / "z.yml", f"prior:\n- name: a\n  wt: 0.5\n  path: {p}\n- name: b\n  wt: -0.5\n"
+                                      f"  path: {p}\ncond: []\n")
+    with pytest.raises(CheckpointError, match=r"z\.yml: the weights of 'prior' sum to 0"):
+        load_ranker(y)
+
+
+def test_yml_empty_group_counts_one(dialogrpt_dir, gold, tmp_path):
+    """Only a cond group: final = avg_w(cond) * 1, the weighted mean of its members."""
+    y = write_yml(tmp_path / "c.yml", f"cond:\n- name: u\n  wt: 2\n  path: {dialogrpt_dir}/updown.pth\n"
+                                      f"- name: d\n  wt: 1\n  path: {dialogrpt_dir}/depth.pth\n")
+    got = scores_of(load_ranker(y), gold["ensemble"][:2])
+    for g, c in zip(got, gold["ensemble"]):
+        for j, f in enumerate(g["final"]):
+            assert abs(f - (2 * c["scores"]["updown"][j] + c["scores"]["depth"][j]) / 3) < TOL
