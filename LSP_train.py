@@ -23,6 +23,7 @@ import os
 import sys
 
 from gpt2_training.args import UsageError, parse_args
+from lsp_io.cli import command
 
 
 def set_cpu_threads(args) -> None:
@@ -37,6 +38,7 @@ def set_cpu_threads(args) -> None:
     torch.set_num_threads(args.threads or max(1, free_cores()[0] // ranks))
 
 
+@command("LSP_train.py")
 def main(argv=None) -> dict:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s -   %(message)s",
                         datefmt="%m/%d/%Y %H:%M:%S", level=logging.INFO)
@@ -62,4 +64,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    code = main()  # the run's summary, or an exit status
+    sys.exit(code if isinstance(code, int) else 0)

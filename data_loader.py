@@ -22,6 +22,15 @@ def __getattr__(name):
 
 if __name__ == "__main__":
     import argparse
-    argparse.ArgumentParser(prog="data_loader.py", description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
-    print(__doc__.strip())
+    import sys
+
+    from lsp_io.cli import command
+
+    @command("data_loader.py")
+    def main(argv=None) -> int:
+        argparse.ArgumentParser(prog="data_loader.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
+        print(__doc__.strip())
+        return 0
+
+    sys.exit(main())

@@ -19,7 +19,9 @@ import signal
 import sys
 
 from lsp_io.atomic import atomic_file
-from lsp_model.generation_args import add_generation_args, add_mmi_args, add_model_args, gen_config_from_args
+from lsp_io.cli import UsageError, check_readable, check_writable, command
+from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, check_model_paths,
+                                      gen_config_from_args)
 
 # torch, transformers and the model code are imported in main(), after the arguments are
 # parsed: --help and a bad flag answer at once instead of after seconds of imports.
@@ -115,8 +117,13 @@ def result_row(tok, context, hs, was_cut, mmi: bool) -> dict:
     return row
 
 
+@command("decode.py")
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # before torch: a missing model or input, or an output that cannot be written, is one line at once
+    check_model_paths(args)
+    check_readable(args.input)
+    check_writable(args.output, args.jsonl)
     from lsp_io.cpu import use_huge_pages
     use_huge_pages()  # before torch
     from tqdm import tqdm
@@ -127,8 +134,7 @@ def main(argv=None) -> int:
     try:
         cfg, contexts, (model, tok, eos, vocab), reverse = setup(args)
     except (ValueError, OSError, CheckpointError, TokenizerNotFound) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from None  # one line naming the script (lsp_io.cli)
     max_ctx = model.config.n_positions - cfg.max_new_tokens
     ids, flags = encode_all(args, contexts, tok, eos, max_ctx, model.config.n_positions)
     order = list(range(len(contexts)))

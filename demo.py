@@ -12,6 +12,7 @@ next run, and an interrupted training resumes from its last checkpoint. See docs
 import argparse
 import sys
 
+from lsp_io.cli import command
 from pipeline.settings import DemoSettings, add_demo_args, settings_from_args
 
 
@@ -24,6 +25,7 @@ def parse_args(argv=None) -> DemoSettings:
         p.error(str(e))
 
 
+@command("demo.py")
 def main(argv=None) -> int:
     settings = parse_args(argv)
     from pipeline.stages import Interrupted, StageError, run_demo

@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, gen_config_from_args,
-                                      use_chat_preset_by_default)
+from lsp_io.cli import UsageError, command
+from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, check_model_paths,
+                                      gen_config_from_args, use_chat_preset_by_default)
 
 # torch, transformers and the model code are imported in main(), after the arguments are
 # parsed: --help and a bad flag answer at once instead of after seconds of imports.
@@ -47,8 +48,12 @@ def lines(tty: bool):
             yield line
 
 
+@command("interact.py")
 def main(argv=None) -> int:
     args = parse_args(argv)
+    check_model_paths(args)  # before torch: a missing model is one line at once
+    if hasattr(sys.stdin, "reconfigure"):  # binary input: UnicodeDecodeError (one line, exit 2), not text
+        sys.stdin.reconfigure(errors="strict")  # with lone surrogates that the tokenizer chokes on
     from lsp_io.cpu import use_huge_pages
     use_huge_pages()  # before torch
     from lsp_model.chat import History, clean_hypothesis, reply, run_command
@@ -62,8 +67,7 @@ def main(argv=None) -> int:
         reranker = (load_reranker(args.reverse_model, args.reverse_tokenizer, tok, device, args.mmi_lambda)
                     if args.reverse_model else None)
     except (ValueError, OSError, CheckpointError, TokenizerNotFound) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from None  # one line naming the script (lsp_io.cli)
     tty = sys.stdin.isatty()
     extra = {"history_budget": args.history_budget, "mmi_lambda": args.mmi_lambda, "num_candidates": args.num_candidates}
     if tty:

@@ -16,6 +16,7 @@ import argparse
 import itertools
 import sys
 
+from lsp_io.cli import command
 from lsp_data.conversations import FILTERS, TRAIN_ON, Options, PrepareError, format_summary, prepare
 from lsp_data.formats import ASSISTANT, FORMATS, Columns, FormatError, read
 from lsp_model.defaults import MAX_SEQ_LEN, SEED
@@ -65,6 +66,7 @@ def options(a: argparse.Namespace) -> Options:
                    max_test=a.max_test, seed=a.seed, strict=a.strict)
 
 
+@command("prepare_data.py")
 def main(argv=None) -> int:
     a = parse_args(argv)
     cols = Columns(messages=a.messages_col, turns=a.turns_col, speaker=a.speaker_col, text=a.text_col,

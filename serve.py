@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from pathlib import Path
 
-from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, gen_config_from_args,
-                                      use_chat_preset_by_default)
+from lsp_io.cli import UsageError, command
+from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, check_model_paths,
+                                      gen_config_from_args, use_chat_preset_by_default)
 
 
 def parse_args(argv=None):
@@ -70,8 +72,24 @@ def build(args):
     return create_app(engine, batcher, name, args.api_key, args.timeout, args.max_request_bytes), name
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound now: a port in use is one line before the model loads (uvicorn
+    would say so only after it)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sock
+
+
+@command("serve.py")
 def main(argv=None) -> int:
     args = parse_args(argv)
+    check_model_paths(args)
+    sock = listen(args.host, args.port)
     # torch only now: --help and a bad flag answer at once
     from lsp_io.cpu import use_huge_pages
     use_huge_pages()
@@ -83,13 +101,12 @@ def main(argv=None) -> int:
     try:
         app, name = build(args)
     except (ValueError, OSError, CheckpointError, TokenizerNotFound) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from None  # one line naming the script (lsp_io.cli)
     import uvicorn
     where = f"http://{args.host}:{args.port}"
     print(f"serving {name} at {where}/ (OpenAI base_url {where}/v1)" + (", API key required" if args.api_key else ""),
           flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)).run(sockets=[sock])
     return 0
 
 

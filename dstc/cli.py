@@ -14,6 +14,7 @@ from .files import check_same_length, read_lines, read_refs_tsv
 from .profiles import PROFILES
 from .report import format_table
 from .slots import strip_score
+from lsp_io.cli import command
 
 __all__ = ["main", "read_test_refs", "read_submission", "print_original_report"]
 
@@ -42,6 +43,7 @@ def _progress(label: str):
     return say
 
 
+@command("python -m dstc")
 def main(argv: list[str] | None = None) -> int:
     """``python -m dstc --refs refs.tsv --hyp hyp.txt [--profile dialogpt|dstc7] [--json OUT]``."""
     p = argparse.ArgumentParser(prog="python -m dstc", description=(
@@ -111,6 +113,7 @@ def print_original_report(scores: dict) -> None:
     print("avg_len =", scores["avg_len"])
 
 
+@command("dstc.py")
 def dstc_main(argv: list[str] | None = None) -> int:
     """``dstc.py submitted --refs test.refs --keys keys.2k.txt --clean`` (original flags)."""
     p = argparse.ArgumentParser(prog="dstc.py", description="Evaluate one DSTC-7 / DialoGPT system.")
@@ -162,6 +165,7 @@ def filter_resp_lines(lines: list[str], n_keys: int) -> list[str]:
     return [ln for ln in lines if not ln.startswith("Val")]
 
 
+@command("batch_eval.py")
 def batch_eval_main(argv: list[str] | None = None) -> int:
     """``batch_eval.py --input_dir ./``: evaluate every ``*.resp.txt`` in a folder."""
     p = argparse.ArgumentParser(prog="batch_eval.py", description="Evaluate every *.resp.txt in a folder.")
@@ -202,6 +206,7 @@ def batch_eval_main(argv: list[str] | None = None) -> int:
     return status
 
 
+@command("extract_human.py")
 def extract_human_main(argv: list[str] | None = None) -> int:
     """``extract_human.py``: reference #2 of each key (the held-out human response) as a system."""
     p = argparse.ArgumentParser(prog="extract_human.py", description=__doc__)

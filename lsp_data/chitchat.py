@@ -41,6 +41,7 @@ from lsp_data.conversations import clean_text, split_value, write_heldout, write
 from lsp_data.tsv import format_line as tsv_line
 from lsp_model.tokenizer import encode_batch, file_sha256, load_tokenizer
 from lsp_model.defaults import MAX_SEQ_LEN, SEED
+from lsp_io.cli import command
 
 FILES = ("train.tsv", "test.contexts.tsv", "test.refs.tsv", "data.json")
 clean_turn = clean_text
@@ -187,6 +188,7 @@ def convert(out_dir: str | Path, n_test: int = 200, seed: int = SEED, max_seq_le
     return stats
 
 
+@command("python -m lsp_data.chitchat")
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out_dir", default="data/chitchat")

@@ -23,6 +23,7 @@ from lsp_io.atomic import atomic_file
 from lsp_data.conversations import write_heldout, write_summary
 from lsp_data.tsv import format_line
 from lsp_model.defaults import SEED
+from lsp_io.cli import command
 
 PLACES = ["seattle", "new york", "london", "paris", "tokyo", "beijing", "berlin", "boston", "chicago",
           "the city", "a small town", "the countryside"]
@@ -75,6 +76,7 @@ def generate(out_dir: str | Path, n_lines: int = 10000, n_test: int = 60, n_refs
     return stats
 
 
+@command("python -m lsp_data.dummy")
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out_dir", default="data/dummy")

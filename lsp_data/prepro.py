@@ -27,6 +27,7 @@ from .db import ChunkWriter, DBError, FORMAT_VERSION, db_name, dump, write_meta
 from .features import feature_tails, id_fragments
 from .tsv import MALFORMED, SKIPPED, LineError, decode_line, iter_raw_lines, line_ref, parse_line
 from lsp_model.defaults import MAX_SEQ_LEN
+from lsp_io.cli import command
 
 BATCH_LINES = 2048  # lines per tokenizer call / worker task
 MAX_LISTED = 1000   # line numbers kept per reason in report.json (counts are always complete)
@@ -224,6 +225,7 @@ def build_db(corpus, out=None, max_seq_len: int = MAX_SEQ_LEN, chunk_size: int =
 
 # ------------------------------------------------------------------------------------- CLI
 
+@command("prepro.py")
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="prepro.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", help="training TSV: w turn EOS w turn ...<TAB>w response")
@@ -252,8 +254,6 @@ def main(argv=None) -> int:
     except (PreproError, DBError, FileNotFoundError, FileExistsError) as e:
         print(f"prepro.py: error: {e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # --dump | head
-        return 0
     print(summary(report), file=sys.stderr)
     print(f"prepro: wrote {db}", file=sys.stderr)
     return 0

@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from lsp_io.cli import command
+
 # torch and the checkpoint code are imported after the arguments are parsed (--help is instant)
 
 PKL_SUFFIXES = (".pkl", ".pt", ".bin")
@@ -38,6 +40,7 @@ def convert(src: str, dst: str, config: str | None = None, fp16: bool = False, o
     return save_pretrained(model.half() if fp16 else model, out, tokenizer=load_tokenizer(src_dir), overwrite=overwrite)
 
 
+@command("python -m lsp_model.convert")
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lsp_model.convert", description=__doc__.split("\n\n")[0])
     ap.add_argument("src", nargs="?", help="a .pkl/.pt/.bin/.safetensors file, a transformers directory or a run folder")

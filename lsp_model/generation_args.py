@@ -6,9 +6,11 @@ answer --help and reject a bad flag before the heavy imports start.
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 from dataclasses import dataclass
 
+from lsp_io.cli import UsageError
 from lsp_io.flags import parse_bool
 from .defaults import SEED
 
@@ -118,6 +120,16 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokenizer", help="tokenizer dir or tokenizer.json (default: the model's folder, else GPT-2)")
     p.add_argument("--config", help="config.json overriding the checkpoint's")
     p.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda if available, else cpu)")
+
+
+def check_model_paths(args: argparse.Namespace) -> None:
+    """Before torch is imported: a --model/--reverse_model/--config that does not exist is refused
+    at once (UsageError; the script's name is added by lsp_io.cli)."""
+    for flag in ("model", "reverse_model", "config", "tokenizer", "reverse_tokenizer"):
+        path = getattr(args, flag, None)
+        if path and not os.path.exists(path):
+            what = "checkpoint" if flag.endswith("model") else flag.replace("reverse_", "reverse ")
+            raise UsageError(f"{what} not found: {path} (--{flag})")
 
 
 def add_mmi_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:

@@ -2,13 +2,18 @@
 
     python -m lsp_model.smoke
 """
+import sys
+
 import torch
+
+from lsp_io.cli import command
 
 from .model import build_model, forward_loss, make_config
 from .tokenizer import encode, eos_id, load_tokenizer
 
 
-def main() -> None:
+@command("python -m lsp_model.smoke")
+def main(argv=None) -> None:
     torch.manual_seed(0)
     tok = load_tokenizer()
     eos = eos_id(tok)
@@ -29,4 +34,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

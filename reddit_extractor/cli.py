@@ -20,6 +20,7 @@ from .checks import check_manifest, manifest_entry
 from .dumps import DumpError, find_dump
 from .keys import load_hashes, load_pairs
 from .normalise import Blocklist, read_list
+from lsp_io.cli import command
 
 # The original's options, in its order: the "Args: Namespace(...)" stderr line lists them so.
 ORIGINAL_ARGS = ('dump_name', 'bl_words', 'ignore_keys', 'keep_keys', 'discard_tgt_keys', 'freq_words',
@@ -194,6 +195,7 @@ COMMANDS = {'multiref': run_multiref, 'strip-scores': run_strip_scores, 'cut': r
             'concat': run_concat, 'fetch': run_fetch}
 
 
+@command("python -m reddit_extractor")
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     run = COMMANDS.get(argv[0]) if argv else None
