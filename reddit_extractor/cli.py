@@ -6,6 +6,7 @@
     python -m reddit_extractor cut OUT.tsv IN.tsv.gz [IN.tsv.gz ...]
     python -m reddit_extractor concat OUT.tsv.gz IN.tsv.gz [IN.tsv.gz ...]
     python -m reddit_extractor fetch URL DEST
+    python -m reddit_extractor slurm submit|status [flags] [VAR=value ...]   (slurm/submit.py)
 
 Booleans take real values (``--clean false`` is false); the original's
 ``--parallel=True --clean True`` still work.
@@ -191,8 +192,13 @@ def run_fetch(argv):
     return 0
 
 
+def run_slurm(argv):
+    from .slurm.submit import main as slurm_main
+    return slurm_main(argv)
+
+
 COMMANDS = {'multiref': run_multiref, 'strip-scores': run_strip_scores, 'cut': run_cut,
-            'concat': run_concat, 'fetch': run_fetch}
+            'concat': run_concat, 'fetch': run_fetch, 'slurm': run_slurm}
 
 
 @command("python -m reddit_extractor")
