@@ -6,28 +6,29 @@ sees exactly the positions it would see alone: batched output equals unbatched o
 of transformers #7745/#8032 and DialoGPT #20 was right padding, or left padding with positions
 counted from the pads).
 
-We own the loop instead of calling `model.generate`: it is short, and it lets every processor
-below follow one documented order, prune finished rows from the cache, and report the model's
-own log-probability of each hypothesis (needed by MMI and by the tests).
-
-Processor order, applied to the next-token logits of every row:
-  1. repetition penalty on tokens already in the context or the reply (EOS exempt);
-  2. no_repeat_ngram_size: ban tokens that would repeat an n-gram of the reply;
-  3. min_new_tokens: ban EOS while the reply is shorter;
-  4. sampling only: temperature, top-k, top-p.
-Greedy takes the argmax; beam search ranks by the summed log-softmax of the processed logits.
+We own the loop instead of calling `model.generate`: ONE loop, `Decoder` (rows join and leave
+between steps, each with its own settings; the server's streaming and continuous batching run on
+it), over a preallocated KV cache (lsp_model.kv_cache); greedy and sampling `generate` is a thin
+loop over it. It follows one documented processor order (Decoder's docstring), frees finished
+rows at once, and reports the model's own log-probability of each hypothesis (needed by MMI and
+by the tests) from a log-sum-exp, without a full-vocabulary log-softmax. Beam search keeps its
+own loop (transformers' cache) with the same processors in the same order, as `process_logits`.
 """
 from __future__ import annotations
 
 import heapq
+from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
 
+from .kv_cache import SlotCache
+
 
 # The settings, presets and flags live in the light generation_args (no torch), so scripts parse
 # their flags before importing torch; re-exported here for the decoder's callers.
-from .generation_args import CHAT_PRESET, PRESETS, GenConfig, check_config, make_gen_config  # noqa: E402,F401
+from .generation_args import (CHAT_PRESET, PRESETS, GenConfig, RowSettings, check_config,  # noqa: E402,F401
+                              make_gen_config)
 
 
 def check_vocab(model, tok, source: str = "model") -> int:
@@ -127,6 +128,9 @@ def process_logits(logits, cfg: GenConfig, step: int, gen, seen, eos_id: int, vo
         logits[:, vocab_limit:] = float("-inf")
     if seen is not None:
         logits = apply_repetition_penalty(logits, seen, cfg.repetition_penalty, eos_id)
+    if (cfg.frequency_penalty or cfg.presence_penalty) and gen is not None:
+        counts = torch.zeros_like(logits).scatter_add_(1, gen, torch.ones_like(gen, dtype=logits.dtype))
+        logits = logits - cfg.frequency_penalty * counts - cfg.presence_penalty * (counts > 0)
     banned = banned_ngram_mask(gen, cfg.no_repeat_ngram_size, logits.shape[-1]) if gen is not None else None
     if banned is not None:
         logits = logits.masked_fill(banned, float("-inf"))
@@ -135,16 +139,24 @@ def process_logits(logits, cfg: GenConfig, step: int, gen, seen, eos_id: int, vo
     return logits
 
 
-def sampling_filter(logits, temperature: float, top_k: int, top_p: float):
-    logits = logits / temperature
-    if 0 < top_k < logits.shape[-1]:
-        kth = logits.topk(top_k, -1).values[:, -1:]
+def sampling_filter(logits, temperature, top_k, top_p):
+    """Temperature, then top-k, then top-p; each a number, or a sequence with one per row."""
+    n, V = logits.shape
+    temps, ks, ps = (list(x) if isinstance(x, (list, tuple)) else [x] * n for x in (temperature, top_k, top_p))
+    t = torch.tensor(temps, dtype=logits.dtype, device=logits.device)[:, None]
+    logits = logits / t
+    ks = [k if 0 < k < V else 0 for k in ks]
+    if any(ks):
+        k = torch.tensor(ks, device=logits.device)[:, None]
+        kth = logits.topk(max(ks), -1).values.gather(1, (k - 1).clamp(min=0))
+        kth = kth.masked_fill(k == 0, float("-inf"))
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
+    if any(p < 1.0 for p in ps):
+        p = torch.tensor(ps, dtype=logits.dtype, device=logits.device)[:, None]
         sorted_logits, order = logits.sort(-1, descending=True)
         probs = sorted_logits.softmax(-1)
         # drop a token when the tokens before it already reach top_p (the first one always stays)
-        drop = probs.cumsum(-1) - probs >= top_p
+        drop = (probs.cumsum(-1) - probs >= p) & (p < 1.0)
         logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
     return logits
 
@@ -164,7 +176,259 @@ def row_seed(seed: int, index: int, j: int = 0) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# greedy and sampling
+# the decoding loop: rows join and leave between steps
+
+
+@dataclass
+class StepEvent:
+    row: int                       # the handle Decoder.add returned
+    token: int                     # the new token (EOS when the row ended with EOS)
+    logprob: float | None          # log P(token) under the unprocessed distribution, when asked
+    top_logprobs: list[tuple[int, float]] | None
+    finished: str | None           # None while running; "stop" (EOS) or "length"
+
+
+class _Row:
+    """A live row's settings and what its processors need to remember."""
+
+    def __init__(self, handle: int, context: list[int], s: RowSettings):
+        self.handle, self.context, self.s = handle, context, s
+        self.n_gen = 0
+        self.gen = None
+        if s.do_sample:
+            self.gen = torch.Generator()
+            self.gen.manual_seed(s.seed if s.seed is not None else self.gen.seed())
+        self.ngrams: dict[tuple, set] | None = {} if s.no_repeat_ngram_size > 0 else None
+        self.reply: list[int] = []
+
+    def banned(self) -> set | None:
+        """Tokens that would repeat an n-gram of the reply (no_repeat_ngram_size)."""
+        n = self.s.no_repeat_ngram_size
+        if self.ngrams is None or len(self.reply) < n - 1:
+            return None
+        return self.ngrams.get(tuple(self.reply[len(self.reply) - n + 1:]))
+
+    def push(self, tok: int) -> None:
+        self.reply.append(tok)
+        self.n_gen += 1
+        n = self.s.no_repeat_ngram_size
+        if self.ngrams is not None and len(self.reply) >= n:
+            self.ngrams.setdefault(tuple(self.reply[len(self.reply) - n:-1]), set()).add(tok)
+
+
+class Decoder:
+    """Iteration-level batching over one model: `add` rows at any time (they join at the next
+    `step`), `cancel` them, and `step` to get one token for every live row. Each row has its own
+    settings (RowSettings); a seeded sampled row draws the same tokens whatever rows share its
+    batch. Processor order, on the next-token logits of each row:
+      1. logit_bias is added; 2. repetition penalty on tokens of the context or the reply (EOS
+      exempt); 3. frequency and presence penalties on tokens of the reply; 4. no_repeat_ngram_size
+      bans; 5. EOS banned below min_new_tokens; then greedy takes the argmax, sampling applies
+      temperature, top-k, top-p and draws.
+    Not thread-safe: call it from one thread (`cancel` from another is applied at the next step)."""
+
+    def __init__(self, model, eos_id: int, vocab_limit: int | None = None, device=None):
+        self.model, self.eos = model, eos_id
+        self.vocab = model.config.vocab_size
+        self.vocab_limit = min(vocab_limit or self.vocab, self.vocab)
+        self.n_positions = model.config.n_positions
+        self.cache = SlotCache(model)
+        self.device = torch.device(device) if device is not None else self.cache.device
+        self.rows: list[_Row] = []           # slot i of the cache = rows[i]
+        self.pending: list[_Row] = []
+        self.cancelled: set[int] = set()
+        self.tok = self.pos = None           # per live row: the token to feed next, its position - 1
+        self.seen = self.counts = None       # [rows, vocab]: context+reply tokens, reply token counts
+        self._next = 0
+        self._plan = None                    # per-row setting tensors, rebuilt when rows change
+
+    def __len__(self) -> int:
+        return sum(r.handle not in self.cancelled for r in self.rows + self.pending)
+
+    def add(self, context: list[int], settings: RowSettings) -> int:
+        if not context:
+            raise ValueError("every context needs at least one token (an empty context is [EOS])")
+        if len(context) > self.n_positions - 1:
+            raise ValueError(f"context of {len(context)} tokens leaves no room in n_positions={self.n_positions}; "
+                             "truncate it first (chat.fit_context)")
+        settings.check(self.vocab)
+        row = _Row(self._next, list(context), settings)
+        self._next += 1
+        self.pending.append(row)
+        return row.handle
+
+    def cancel(self, row: int) -> None:
+        if any(r.handle == row for r in self.rows + self.pending):
+            self.cancelled.add(row)
+
+    @torch.no_grad()
+    def step(self) -> list[StepEvent]:
+        self._drop([i for i, r in enumerate(self.rows) if r.handle in self.cancelled])
+        self.pending = [r for r in self.pending if r.handle not in self.cancelled]
+        self.cancelled.clear()
+        if not self.rows and not self.pending:
+            return []
+        new, self.pending = self.pending, []
+        live = self.rows + new
+        steps = max(r.s.max_new_tokens - r.n_gen for r in live) + 1
+        self.cache.reserve(len(new), max((len(r.context) for r in new), default=0), steps)
+        parts = []
+        if self.rows:
+            parts.append(self.cache.decode(self.tok, self.pos, self.cache.first_column()))
+        if new:
+            parts.append(self.cache.prefill([r.context for r in new]))
+            self._join(new)
+        logits = parts[0] if len(parts) == 1 else torch.cat(parts)
+        tok = self._choose(logits)
+        return self._advance(logits, tok)
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+
+    def _join(self, new: list[_Row]) -> None:
+        dev = self.device
+        tok = torch.zeros(len(new), dtype=torch.long, device=dev)
+        pos = torch.tensor([len(r.context) - 1 for r in new], device=dev)  # the last fed token's
+        self.tok = tok if self.tok is None else torch.cat([self.tok, tok])
+        self.pos = pos if self.pos is None else torch.cat([self.pos, pos])
+        if self.seen is None and any(r.s.repetition_penalty != 1.0 for r in new):
+            self.seen = torch.zeros((len(self.rows), self.vocab), dtype=torch.bool, device=dev)
+        if self.counts is None and any(r.s.frequency_penalty or r.s.presence_penalty for r in new):
+            self.counts = torch.zeros((len(self.rows), self.vocab), device=dev)
+        if self.seen is not None:
+            seen = torch.zeros((len(new), self.vocab), dtype=torch.bool, device=dev)
+            for i, r in enumerate(new):
+                seen[i, torch.tensor(r.context, device=dev)] = True
+            seen[:, self.eos] = False  # EOS separates every turn: penalising it would stop replies ending
+            self.seen = torch.cat([self.seen, seen])
+        if self.counts is not None:
+            self.counts = torch.cat([self.counts, self.counts.new_zeros((len(new), self.vocab))])
+        self.rows += new
+        self._plan = None
+
+    def _drop(self, slots: list[int]) -> None:
+        """Remove rows (by slot); the last row moves into each hole so slots stay dense."""
+        if not slots:
+            return
+        order = list(range(len(self.rows)))
+        for i in sorted(slots, reverse=True):
+            last = len(order) - 1
+            if i != last:
+                order[i] = order[last]
+                self.rows[i] = self.rows[last]
+                self.cache.move(last, i)
+            order.pop()
+            self.rows.pop()
+            self.cache.drop_last()
+        if not self.rows:
+            self.tok = self.pos = self.seen = self.counts = None
+        else:
+            keep = torch.tensor(order, device=self.device)
+            self.tok, self.pos = self.tok[keep], self.pos[keep]
+            self.seen = self.seen[keep] if self.seen is not None else None
+            self.counts = self.counts[keep] if self.counts is not None else None
+        self._plan = None
+
+    def _settings(self) -> dict:
+        """Tensors of the live rows' settings (cached until rows join or leave)."""
+        if self._plan is None:
+            rows, dev = self.rows, self.device
+            col = lambda name: torch.tensor([[getattr(r.s, name)] for r in rows], device=dev)  # noqa: E731
+            self._plan = dict(
+                rep=col("repetition_penalty") if any(r.s.repetition_penalty != 1.0 for r in rows) else None,
+                freq=col("frequency_penalty") if any(r.s.frequency_penalty for r in rows) else None,
+                pres=col("presence_penalty") if any(r.s.presence_penalty for r in rows) else None,
+                bias=[(i, torch.tensor(list(r.s.logit_bias), device=dev),
+                       torch.tensor(list(r.s.logit_bias.values()), device=dev))
+                      for i, r in enumerate(rows) if r.s.logit_bias],
+                sample=[i for i, r in enumerate(rows) if r.s.do_sample],
+                logprobs=any(r.s.logprobs is not None for r in rows))
+            p = self._plan
+            if p["sample"]:
+                p["sample_idx"] = torch.tensor(p["sample"], device=dev)
+        return self._plan
+
+    def _choose(self, logits: torch.Tensor) -> torch.Tensor:
+        """The processors (class docstring), then argmax or a draw per row."""
+        plan, rows, x = self._settings(), self.rows, logits
+
+        def own():  # modify a copy: `logits` stays raw for the log-probabilities
+            nonlocal x
+            if x is logits:
+                x = x.clone()
+        if self.vocab_limit < x.shape[-1]:
+            own()
+            x[:, self.vocab_limit:] = float("-inf")
+        for i, ids, vals in plan["bias"]:
+            own()
+            x[i, ids] += vals
+        if plan["rep"] is not None:
+            p = plan["rep"]
+            x = torch.where(self.seen, torch.where(x > 0, x / p, x * p), x)
+        if plan["freq"] is not None or plan["pres"] is not None:
+            c = self.counts
+            if plan["freq"] is not None:
+                x = x - plan["freq"] * c
+            if plan["pres"] is not None:
+                x = x - plan["pres"] * (c > 0)
+        ban_r, ban_t = [], []
+        for i, r in enumerate(rows):
+            b = r.banned()
+            if b:
+                ban_r += [i] * len(b)
+                ban_t += b
+            if r.n_gen < r.s.min_new_tokens:
+                ban_r.append(i)
+                ban_t.append(self.eos)
+        if ban_r:
+            own()
+            x[ban_r, ban_t] = float("-inf")
+        if len(plan["sample"]) == len(rows):
+            return _draw(sampling_filter(x, *self._sampling(rows)), [r.gen for r in rows])
+        tok = x.argmax(-1)
+        if plan["sample"]:
+            srows = [rows[i] for i in plan["sample"]]
+            idx = plan["sample_idx"]
+            tok[idx] = _draw(sampling_filter(x[idx], *self._sampling(srows)), [r.gen for r in srows])
+        return tok
+
+    @staticmethod
+    def _sampling(rows):
+        return [r.s.temperature for r in rows], [r.s.top_k for r in rows], [r.s.top_p for r in rows]
+
+    def _advance(self, logits: torch.Tensor, tok: torch.Tensor) -> list[StepEvent]:
+        """Events for the chosen tokens; finished rows leave."""
+        plan, rows = self._settings(), self.rows
+        lp = None
+        if plan["logprobs"]:
+            lse = logits.logsumexp(-1)
+            lp = (logits.gather(1, tok[:, None])[:, 0] - lse).tolist()
+        toks = tok.tolist()
+        pos = self.pos.tolist()
+        events, done = [], []
+        for i, (r, t) in enumerate(zip(rows, toks)):
+            r.push(t)
+            finished = None
+            if t == self.eos:
+                finished = "stop"
+            elif r.n_gen >= r.s.max_new_tokens or pos[i] + 2 >= self.n_positions:  # t sits at pos + 1
+                finished = "length"
+            top = None
+            if r.s.logprobs:
+                v, ids = logits[i].topk(r.s.logprobs)
+                top = list(zip(ids.tolist(), (v - lse[i]).tolist()))
+            events.append(StepEvent(r.handle, t, lp[i] if lp is not None and r.s.logprobs is not None else None,
+                                    top, finished))
+            if finished:
+                done.append(i)
+        idx = torch.arange(len(rows), device=self.device)
+        if self.seen is not None:
+            self.seen[idx, tok] = True
+            self.seen[:, self.eos] = False
+        if self.counts is not None:
+            self.counts[idx, tok] += 1
+        self.tok, self.pos = tok, self.pos + 1
+        self._drop(done)
+        return events
 
 
 @torch.no_grad()
@@ -181,51 +445,27 @@ def generate(model, contexts: list[list[int]], cfg: GenConfig, eos_id: int, voca
     vocab_limit = vocab_limit or model.config.vocab_size
     if cfg.num_beams > 1:
         return beam_search(model, contexts, cfg, eos_id, vocab_limit)
-    device = next(model.parameters()).device
+    if not contexts:
+        raise ValueError("every context needs at least one token (an empty context is [EOS])")
     n_ret = cfg.num_return_sequences
     indices = list(range(len(contexts))) if indices is None else indices
-    logits, cache, mask, pos = _prefill(model, contexts, eos_id, n_ret, device)
-    N = logits.shape[0]
-    gens = [torch.Generator().manual_seed(row_seed(cfg.seed, indices[r // n_ret], r % n_ret)) for r in range(N)]
-    seen = _seen_tokens(contexts, n_ret, logits.shape[-1], device) if cfg.repetition_penalty != 1.0 else None
-    gen = torch.empty((N, 0), dtype=torch.long, device=device)
-    rows = torch.arange(N, device=device)        # original row of each live row
-    out_ids: list[list[int] | None] = [None] * N
-    logprob = torch.zeros(N, device=device)
-    out_lp = [0.0] * N
-    finished = [False] * N
-    for step in range(cfg.max_new_tokens):
-        raw = logits.log_softmax(-1)
-        proc = process_logits(logits.clone(), cfg, step, gen, seen, eos_id, vocab_limit)
-        if cfg.do_sample:
-            tok = _draw(sampling_filter(proc, cfg.temperature, cfg.top_k, cfg.top_p), [gens[r] for r in rows.tolist()])
-        else:
-            tok = proc.argmax(-1)
-        logprob = logprob + raw.gather(1, tok[:, None]).squeeze(1)
-        done = tok == eos_id
-        if step == cfg.max_new_tokens - 1:
-            done = torch.ones_like(done)
-        for i in done.nonzero().flatten().tolist():
-            r = rows[i].item()
-            ended = tok[i].item() == eos_id
-            out_ids[r] = gen[i].tolist() + ([] if ended else [tok[i].item()])
-            out_lp[r], finished[r] = logprob[i].item(), ended
-        keep = (~done).nonzero().flatten()
-        if keep.numel() == 0:
-            break
-        if keep.numel() < done.numel():  # prune finished rows from every per-row tensor and the cache
-            cache.batch_select_indices(keep)
-            tok, gen, mask, pos, rows, logprob = tok[keep], gen[keep], mask[keep], pos[keep], rows[keep], logprob[keep]
-            seen = seen[keep] if seen is not None else None
-        gen = torch.cat([gen, tok[:, None]], 1)
-        if seen is not None:
-            seen[torch.arange(len(tok), device=device), tok] = True
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
-        pos = pos + 1
-        logits, cache = _forward(model, tok[:, None], mask, pos, cache)
-    hyps = [{"ids": out_ids[r], "logprob": out_lp[r], "score": out_lp[r], "finished": finished[r]} for r in range(N)]
-    return [sorted(hyps[b * n_ret:(b + 1) * n_ret], key=lambda h: -h["score"]) if n_ret > 1
-            else hyps[b * n_ret:(b + 1) * n_ret] for b in range(len(contexts))]
+    dec = Decoder(model, eos_id, vocab_limit)
+    handles = [dec.add(c, RowSettings.from_config(cfg, seed=row_seed(cfg.seed, indices[b], j), logprobs=0))
+               for b, c in enumerate(contexts) for j in range(n_ret)]
+    hyps = {h: {"ids": [], "logprob": 0.0, "score": 0.0, "finished": False} for h in handles}
+    while len(dec):
+        for e in dec.step():
+            h = hyps[e.row]
+            h["logprob"] += e.logprob
+            if e.finished == "stop":
+                h["finished"] = True
+            else:
+                h["ids"].append(e.token)
+    for h in hyps.values():
+        h["score"] = h["logprob"]
+    out = [hyps[h] for h in handles]
+    return [sorted(out[b * n_ret:(b + 1) * n_ret], key=lambda h: -h["score"]) if n_ret > 1
+            else out[b * n_ret:(b + 1) * n_ret] for b in range(len(contexts))]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from lsp_io.cli import UsageError
@@ -27,6 +28,8 @@ class GenConfig:
     length_penalty: float = 1.0       # beam: score = sum log p / length ** length_penalty
     no_repeat_ngram_size: int = 0
     repetition_penalty: float = 1.0   # 1.0 = off (CTRL-style: logit / p if > 0 else logit * p)
+    frequency_penalty: float = 0.0    # OpenAI's: logit -= f * (times the token is in the reply so far)
+    presence_penalty: float = 0.0     # OpenAI's: logit -= p * (the token is in the reply so far)
     num_return_sequences: int = 1     # sampling: samples per context; beam: best beams (<= num_beams)
     seed: int = SEED
 
@@ -75,7 +78,47 @@ def switch_preset(cfg: GenConfig, preset: str) -> GenConfig:
     return make_gen_config(preset, seed=cfg.seed)
 
 
-def check_config(cfg: GenConfig) -> None:
+@dataclass
+class RowSettings:
+    """The settings of one row of lsp_model.generate.Decoder (rows with different settings share
+    a batch). The GenConfig fields mean the same; the others are per row only."""
+    max_new_tokens: int = 40
+    min_new_tokens: int = 0
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    no_repeat_ngram_size: int = 0
+    logit_bias: dict[int, float] | None = None   # token id -> added to its raw logit (OpenAI: -100..100)
+    seed: int | None = None           # this row's sampling generator (None: a fresh random seed)
+    logprobs: int | None = None       # None: no log-probability; 0: the chosen token's; k: and the top k
+
+    @classmethod
+    def from_config(cls, cfg: GenConfig, **overrides) -> "RowSettings":
+        shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls) if hasattr(cfg, f.name)}
+        return cls(**(shared | overrides))
+
+    def check(self, vocab: int) -> None:
+        problems = setting_problems(self)
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_TOP_LOGPROBS:
+            problems.append(f"logprobs must be in [0, {MAX_TOP_LOGPROBS}]")
+        for t, b in (self.logit_bias or {}).items():
+            if not (isinstance(t, int) and 0 <= t < vocab):
+                problems.append(f"logit_bias token {t!r} is not a token id in [0, {vocab})")
+            elif not math.isfinite(b):
+                problems.append(f"logit_bias of token {t} must be a finite number")
+        if problems:
+            raise ValueError("bad decoding settings: " + "; ".join(problems))
+
+
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit for top_logprobs
+
+
+def setting_problems(cfg) -> list[str]:
+    """What is wrong with the settings GenConfig and RowSettings share."""
     problems = []
     if cfg.max_new_tokens < 1:
         problems.append("max_new_tokens must be >= 1")
@@ -87,14 +130,21 @@ def check_config(cfg: GenConfig) -> None:
         problems.append("top_k must be >= 0")
     if not 0 < cfg.top_p <= 1:
         problems.append("top_p must be in (0, 1]")
+    if cfg.repetition_penalty <= 0:
+        problems.append("repetition_penalty must be > 0")
+    if not (math.isfinite(cfg.frequency_penalty) and math.isfinite(cfg.presence_penalty)):
+        problems.append("frequency_penalty and presence_penalty must be finite numbers")
+    if cfg.no_repeat_ngram_size < 0:
+        problems.append("no_repeat_ngram_size must be >= 0")
+    return problems
+
+
+def check_config(cfg: GenConfig) -> None:
+    problems = setting_problems(cfg)
     if cfg.num_beams < 1:
         problems.append("num_beams must be >= 1")
     if cfg.num_beams > 1 and cfg.do_sample:
         problems.append("beam sampling is not supported: use num_beams 1 with do_sample, or num_beams > 1 without")
-    if cfg.repetition_penalty <= 0:
-        problems.append("repetition_penalty must be > 0")
-    if cfg.no_repeat_ngram_size < 0:
-        problems.append("no_repeat_ngram_size must be >= 0")
     if cfg.num_return_sequences < 1:
         problems.append("num_return_sequences must be >= 1")
     if cfg.num_beams > 1 and cfg.num_return_sequences > cfg.num_beams:
@@ -149,7 +199,8 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--do_sample", action=argparse.BooleanOptionalAction, default=None)
     for name, typ in (("temperature", float), ("top_k", int), ("top_p", float), ("num_beams", int),
                       ("length_penalty", float), ("no_repeat_ngram_size", int),
-                      ("repetition_penalty", float), ("min_new_tokens", int), ("max_new_tokens", int),
+                      ("repetition_penalty", float), ("frequency_penalty", float),
+                      ("presence_penalty", float), ("min_new_tokens", int), ("max_new_tokens", int),
                       ("num_return_sequences", int), ("seed", int)):
         g.add_argument(f"--{name}", type=typ, default=None, help=f"default {getattr(GenConfig, name)}")
 

@@ -1,0 +1,158 @@
+"""A preallocated key/value cache for a changing batch of rows, and GPT-2's forward over it.
+
+transformers' DynamicCache grows by `torch.cat` every step (a copy of the whole cache per token)
+and cannot take a row that joins mid-flight. Here every row of the batch owns a slot (slots
+0..n-1, kept dense: a row that leaves is replaced by the last one) in one buffer
+[slots, layer, k/v, head, column, head_dim]. All rows write their new token at the same column
+`t`, so a step is one batched forward over views of the buffer, with no copy. A row's tokens sit
+right-aligned before `t` (left padding, masked), exactly the layout of a left-padded batch, so a
+batch that starts together runs the same attention as transformers' `generate`. A row that
+joins later is written right-aligned at `t` too; when its context is longer than `t`, `t` jumps
+ahead and the older rows keep a masked gap. When the columns run out the cache is rebuilt with
+each row's tokens right-aligned and the gaps squeezed out (rare: space for every row's remaining
+tokens is reserved when it joins).
+
+The forward calls the model's own GPT-2 modules (LayerNorm, Conv1D, MLP, heads) in transformers'
+order and builds the attention mask as transformers' sdpa path does (none when nothing is
+padded), so the logits are those of `model(...)`.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def check_gpt2(model) -> None:
+    t = getattr(model, "transformer", None)
+    if t is None or not hasattr(t, "h") or not hasattr(model, "lm_head"):
+        raise TypeError(f"the decoder runs GPT-2 models (GPT2LMHeadModel), not {type(model).__name__}")
+
+
+def gpt2_logits(model, ids, pos, store, attn_mask):
+    """Next-token logits [n, vocab] (fp32) after `ids` [n, q] at positions `pos` [n, q].
+    `store(layer, k, v)` keeps this call's keys/values [n, head, q, dim] and returns the ones to
+    attend to; `attn_mask` is a bool [n, 1, q, kv] mask, or None for plain causal attention."""
+    tr = model.transformer
+    x = tr.wte(ids) + tr.wpe(pos)
+    n, q, width = x.shape
+    causal = q > 1 and attn_mask is None
+    for i, block in enumerate(tr.h):
+        attn = block.attn
+        qs, ks, vs = attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=2)
+        qs, ks, vs = (s.view(n, q, -1, attn.head_dim).transpose(1, 2) for s in (qs, ks, vs))
+        ks, vs = store(i, ks, vs)
+        o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=attn_mask, scale=attn.scaling, is_causal=causal)
+        x = attn.c_proj(o.transpose(1, 2).reshape(n, q, width)) + x
+        x = x + block.mlp(block.ln_2(x))
+    return model.lm_head(tr.ln_f(x[:, -1:]))[:, 0].float()
+
+
+class SlotCache:
+    """Keys/values of rows 0..n-1 (see the module docstring); `valid` marks real tokens."""
+
+    def __init__(self, model):
+        check_gpt2(model)
+        c = model.config
+        p = next(model.parameters())
+        self.model, self.device, self.dtype = model, p.device, p.dtype
+        self.shape = (c.n_layer, 2, c.n_head, c.n_embd // c.n_head)
+        self.kv = self.valid = None
+        self.n = self.t = 0
+
+    @property
+    def columns(self) -> int:
+        return 0 if self.kv is None else self.kv.shape[4]
+
+    def reserve(self, new_rows: int, context: int, steps: int) -> None:
+        """Room for `new_rows` more rows with up to `context` tokens each, and `steps` more
+        columns after them."""
+        rows = self.n + new_rows
+        cap_rows = 0 if self.kv is None else self.kv.shape[0]
+        if rows <= cap_rows and max(self.t, context) + steps <= self.columns:
+            return
+        if self.n == 0:  # exact sizes: generate() knows every row's length up front
+            self._rebuild(rows, context + steps)
+            return
+        width = int(self.valid[:self.n, :self.t].sum(1).max())
+        need = max(width, context) + steps
+        self._rebuild(max(rows, cap_rows if rows <= cap_rows else 2 * cap_rows), need + need // 2)
+
+    def _rebuild(self, rows: int, columns: int) -> None:
+        """New buffers; each live row's real tokens are copied right-aligned at column `width`
+        (the most real tokens any row has), which becomes `t`."""
+        kv = torch.zeros((rows, *self.shape[:3], columns, self.shape[3]), dtype=self.dtype, device=self.device)
+        valid = torch.zeros((rows, columns), dtype=torch.bool, device=self.device)
+        width = 0
+        if self.n:
+            cols = [v.nonzero().flatten() for v in self.valid[:self.n, :self.t]]
+            width = max(len(c) for c in cols)
+            for r, c in enumerate(cols):
+                kv[r, :, :, :, width - len(c):width] = self.kv[r, :, :, :, :].index_select(3, c)
+                valid[r, width - len(c):width] = True
+        self.kv, self.valid, self.t = kv, valid, width
+
+    def prefill(self, contexts: list[list[int]]) -> torch.Tensor:
+        """Add rows n.. for `contexts` (identical contexts run once); their next-token logits.
+        Needs `reserve` first."""
+        uniq: dict[tuple, int] = {}
+        src = [uniq.setdefault(tuple(c), len(uniq)) for c in contexts]
+        rows = [list(c) for c in uniq]
+        L = max(len(c) for c in rows)
+        ids = torch.zeros((len(rows), L), dtype=torch.long)
+        valid = torch.zeros((len(rows), L), dtype=torch.bool)
+        for i, c in enumerate(rows):
+            ids[i, L - len(c):] = torch.tensor(c)
+            valid[i, L - len(c):] = True
+        ids, valid = ids.to(self.device), valid.to(self.device)
+        pos = (valid.long().cumsum(-1) - 1).clamp(min=0)
+        mask = None
+        if not bool(valid.all()):
+            mask = torch.ones((L, L), dtype=torch.bool, device=self.device).tril() & valid[:, None, None, :]
+        self.t = max(self.t, L)
+        s0, s1, c0 = self.n, self.n + len(contexts), self.t - L
+        pick = None if len(rows) == len(contexts) else torch.tensor(src, device=self.device)
+
+        def store(layer, k, v):
+            for j, x in enumerate((k, v)):
+                self.kv[s0:s1, layer, j, :, c0:self.t] = x if pick is None else x[pick]
+            return k, v
+
+        logits = gpt2_logits(self.model, ids, pos, store, mask)
+        self.valid[s0:s1, :] = False
+        self.valid[s0:s1, c0:self.t] = valid if pick is None else valid[pick]
+        self.n = s1
+        return logits if pick is None else logits[pick]
+
+    def decode(self, tok: torch.Tensor, pos: torch.Tensor, lo: int) -> torch.Tensor:
+        """Feed one token per row (rows 0..n-1, positions `pos`), attending to columns lo..t;
+        returns the next-token logits. Needs a free column (`reserve`)."""
+        n, t = self.n, self.t
+        self.valid[:n, t] = True
+        seen = self.valid[:n, lo:t + 1]
+        mask = None if bool(seen.all()) else seen[:, None, None, :]
+
+        def store(layer, k, v):
+            kv = self.kv[:n, layer]
+            kv[:, 0, :, t] = k[:, :, 0]
+            kv[:, 1, :, t] = v[:, :, 0]
+            return kv[:, 0, :, lo:t + 1], kv[:, 1, :, lo:t + 1]
+
+        logits = gpt2_logits(self.model, tok[:, None], pos[:, None], store, mask)
+        self.t = t + 1
+        return logits
+
+    def first_column(self) -> int:
+        """The first column any live row uses (attention can start there)."""
+        if not self.n:
+            return self.t
+        return int(self.valid[:self.n, :self.t + 1].any(0).long().argmax())
+
+    def move(self, src: int, dst: int) -> None:
+        self.kv[dst] = self.kv[src]
+        self.valid[dst] = self.valid[src]
+
+    def drop_last(self) -> None:
+        self.n -= 1
+        if self.n == 0:  # nothing live: give the memory back
+            self.kv = self.valid = None
+            self.t = 0
