@@ -4,6 +4,8 @@
     python decode.py --model run_dir --input dstc_test.txt --output hyp.txt --preset dstc_beam --sort_keys
     python decode.py --model m --input ctx.tsv --output hyp.txt --preset topk \
         --reverse_model small_reverse.pkl --num_candidates 16 --jsonl hyp.jsonl     # MMI
+    python decode.py --model m --input ctx.tsv --output hyp.txt --preset topk \
+        --ranker updown.pth --num_candidates 16 --jsonl hyp.jsonl                  # DialogRPT
 
 Input (auto-detected, or --input_format):
   dstc  key<TAB>context[<TAB>...]   every line's first column is one token (e.g. a sha224 key)
@@ -20,7 +22,8 @@ import sys
 
 from lsp_io.atomic import atomic_file
 from lsp_io.cli import UsageError, check_readable, check_writable, command
-from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, check_model_paths,
+from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, add_ranker_args,
+                                       check_model_paths,
                                       gen_config_from_args)
 
 # torch, transformers and the model code are imported in main(), after the arguments are
@@ -39,6 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     m = add_mmi_args(p)
     m.add_argument("--mmi_batch_size", type=int, default=32, help="reverse-model rows per forward pass")
+    add_ranker_args(p)
     add_generation_args(p)
     return p.parse_args(argv)
 
@@ -63,7 +67,7 @@ def write_outputs(args, results, order):
 
 
 def setup(args):
-    """(decoding config, contexts, (model, tokenizer, eos, vocab), MMI reranker or None)."""
+    """(decoding config, contexts, (model, tokenizer, eos, vocab), MMI and/or ranker reranker or None)."""
     from lsp_data.contexts import read_contexts
     from lsp_model.decoding import candidates_config, default_device, load_decoder, load_reranker
     cfg = gen_config_from_args(args)
@@ -73,12 +77,17 @@ def setup(args):
     device = args.device or default_device()
     model, tok, eos, vocab = load_decoder(args.model, args.tokenizer, args.config, device)
     reverse = None
-    if args.reverse_model:
+    if args.reverse_model or args.ranker:
         cfg = candidates_config(cfg, args.num_candidates)
         if cfg is None:
-            raise ValueError("MMI needs several candidates: use sampling (--do_sample / --preset topk) or beam search")
+            raise ValueError(("MMI" if args.reverse_model else "--ranker") + " needs several candidates: use "
+                             "sampling (--do_sample / --preset topk) or beam search")
+    if args.reverse_model:
         reverse = load_reranker(args.reverse_model, args.reverse_tokenizer, tok, device, args.mmi_lambda,
                                 args.mmi_batch_size)
+    if args.ranker:
+        from lsp_rank.rerank import load_ranker_reranker
+        reverse = load_ranker_reranker(args, tok, device, mmi=reverse)
     max_ctx = model.config.n_positions - cfg.max_new_tokens
     if max_ctx < 1:
         raise ValueError(f"max_new_tokens {cfg.max_new_tokens} leaves no room for a context in "
@@ -101,7 +110,11 @@ def encode_all(args, contexts, tok, eos, max_ctx, n_positions):
     return ids, flags
 
 
-def result_row(tok, context, hs, was_cut, mmi: bool) -> dict:
+# Scores a reranked candidate carries into --jsonl (MMI's, then the ranker's: lsp_rank.rerank).
+CANDIDATE_SCORES = ("logprob", "reverse_logprob", "mmi_score", "ranker_score", "ranker_scores", "rank_score")
+
+
+def result_row(tok, context, hs, was_cut, reranked: bool) -> dict:
     """The output record of one context from its hypotheses, best first."""
     from lsp_model.chat import clean_hypothesis
     from lsp_model.tokenizer import decode
@@ -110,10 +123,10 @@ def result_row(tok, context, hs, was_cut, mmi: bool) -> dict:
            "hypothesis": clean_hypothesis(decode(tok, best["ids"])),
            "n_tokens": len(best["ids"]), "logprob": best["logprob"], "score": best["score"],
            "finished": best["finished"], "context_cut": was_cut}
-    if mmi:
-        row["mmi_score"] = best["mmi_score"]
-        row["candidates"] = [{"text": clean_hypothesis(decode(tok, h["ids"])), "logprob": h["logprob"],
-                              "reverse_logprob": h["reverse_logprob"], "mmi_score": h["mmi_score"]} for h in hs]
+    if reranked:
+        row |= {k: best[k] for k in ("mmi_score", "ranker_score", "rank_score") if k in best}
+        row["candidates"] = [{"text": clean_hypothesis(decode(tok, h["ids"]))} |
+                             {k: h[k] for k in CANDIDATE_SCORES if k in h} for h in hs]
     return row
 
 

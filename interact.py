@@ -2,6 +2,7 @@
 
     python interact.py --model models/medium
     python interact.py --model run_dir --preset topk --reverse_model small_reverse.pkl
+    python interact.py --model run_dir --ranker updown.pth --num_candidates 16     # DialogRPT
     printf 'hi there\\nhow are you?\\n' | python interact.py --model m     # one reply per input line
 
 The history is kept as token ids and trimmed to --history_budget tokens (oldest turns first):
@@ -15,7 +16,8 @@ import argparse
 import sys
 
 from lsp_io.cli import UsageError, command
-from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, check_model_paths,
+from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, add_ranker_args,
+                                       check_model_paths,
                                       gen_config_from_args, use_chat_preset_by_default)
 
 # torch, transformers and the model code are imported in main(), after the arguments are
@@ -27,6 +29,7 @@ def parse_args(argv=None):
     add_model_args(p)
     p.add_argument("--history_budget", type=int, default=256, help="max context tokens the model sees")
     add_mmi_args(p)
+    add_ranker_args(p)
     add_generation_args(p)
     args = p.parse_args(argv)
     use_chat_preset_by_default(args)
@@ -66,12 +69,16 @@ def main(argv=None) -> int:
         model, tok, eos, vocab = load_decoder(args.model, args.tokenizer, args.config, device)
         reranker = (load_reranker(args.reverse_model, args.reverse_tokenizer, tok, device, args.mmi_lambda)
                     if args.reverse_model else None)
+        if args.ranker:
+            from lsp_rank.rerank import load_ranker_reranker
+            reranker = load_ranker_reranker(args, tok, device, mmi=reranker)
     except (ValueError, OSError, CheckpointError, TokenizerNotFound) as e:
         raise UsageError(str(e)) from None  # one line naming the script (lsp_io.cli)
     tty = sys.stdin.isatty()
     extra = {"history_budget": args.history_budget, "mmi_lambda": args.mmi_lambda, "num_candidates": args.num_candidates}
     if tty:
-        print("Chatting with " + args.model + (" (MMI reranking)" if reranker else "") +
+        how = " + ".join(n for n, on in (("MMI", args.reverse_model), ("DialogRPT", args.ranker)) if on)
+        print("Chatting with " + args.model + (f" ({how} reranking)" if how else "") +
               ". /help for commands, /quit to leave.")
     history, turn, warned = History(), 0, False
     try:

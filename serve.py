@@ -2,6 +2,7 @@
 
     python serve.py --model models/medium                      # web chat at http://127.0.0.1:8000/
     python serve.py --model run_dir --reverse_model small_reverse.pkl --port 8080 --api-key SECRET
+    python serve.py --model run_dir --ranker updown.pth --num_candidates 8      # DialogRPT rerank
     python serve.py --model m --preset topk --max_batch 64 --batch_wait_ms 10
 
 Clients: any OpenAI client with base_url http://127.0.0.1:8000/v1 and the model id from
@@ -21,7 +22,8 @@ import sys
 from pathlib import Path
 
 from lsp_io.cli import UsageError, command
-from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, check_model_paths,
+from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, add_ranker_args,
+                                       check_model_paths,
                                       gen_config_from_args, use_chat_preset_by_default)
 
 
@@ -45,6 +47,7 @@ def parse_args(argv=None):
     s.add_argument("--max_request_bytes", type=int, default=1 << 20)
     s.add_argument("--log_level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_mmi_args(p)
+    add_ranker_args(p)
     add_generation_args(p)
     args = p.parse_args(argv)
     use_chat_preset_by_default(args)
@@ -61,10 +64,12 @@ def build(args):
     cfg = gen_config_from_args(args)
     device = args.device or default_device()
     model, tok, eos, vocab = load_decoder(args.model, args.tokenizer, args.config, device)
-    mmi = None
-    if args.reverse_model:
-        rr = load_reranker(args.reverse_model, args.reverse_tokenizer, tok, device, args.mmi_lambda)
-        mmi = MMI(rr, args.num_candidates)
+    rr = load_reranker(args.reverse_model, args.reverse_tokenizer, tok, device, args.mmi_lambda) \
+        if args.reverse_model else None
+    if args.ranker:  # DialogRPT (after MMI when both): the same reranking hook
+        from lsp_rank.rerank import load_ranker_reranker
+        rr = load_ranker_reranker(args, tok, device, mmi=rr)
+    mmi = MMI(rr, args.num_candidates) if rr is not None else None
     engine = Engine(model, tok, eos, vocab, cfg, args.history_budget, mmi)
     batcher = Batcher(engine.run, args.max_batch, args.batch_wait_ms / 1000, args.max_queue,
                       args.batch_max_wait_ms / 1000)

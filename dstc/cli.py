@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from lsp_model.generation_args import add_ranker_args
+
 from .evaluate import evaluate
 from .files import check_same_length, read_lines, read_refs_tsv
 from .profiles import PROFILES
@@ -57,10 +59,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="score raw text (no clean_str)")
     p.add_argument("--n_lines", type=int, default=-1, help="score the first N examples only")
     _add_common(p)
+    add_ranker_args(p, rerank=False)
     args = p.parse_args(argv)
     results = {}
     try:
-        _, refs = read_refs_tsv(args.refs)
+        contexts, refs = read_refs_tsv(args.refs)
+        ranker = _load_ranker(args) if args.ranker else None
         for path in args.hyp:
             hyps = read_lines(path)
             check_same_length(len(hyps), len(refs), path, args.refs)
@@ -71,11 +75,33 @@ def main(argv: list[str] | None = None) -> int:
                 hyps, refs, args.profile, meteor=not args.no_meteor, clean=args.clean,
                 n_refs=args.n_refs, vshuman=args.vshuman, n_lines=args.n_lines, artifacts_dir=art,
                 progress=_progress(path))
-    except ValueError as e:
+            if ranker is not None:
+                results[Path(path).name] |= ranker_means(ranker, contexts, hyps, args.n_lines, args.max_cxt_turn)
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     _emit(results, args)
     return 0
+
+
+def _load_ranker(args):
+    from lsp_model.checkpoint import CheckpointError
+    from lsp_rank.ranker import load_ranker
+    try:
+        return load_ranker(args.ranker, args.ranker_dtype)
+    except CheckpointError as e:
+        raise ValueError(str(e)) from None
+
+
+def ranker_means(ranker, contexts: list[str], hyps: list[str], n_lines: int | None = -1,
+                 max_cxt_turn: int | None = None) -> dict:
+    """{"ranker": mean ranker score of the hypotheses (an ensemble's final), "ranker_scores":
+    {member: mean}}: a learned human-feedback metric (DialogRPT) beside NIST/BLEU/METEOR."""
+    from lsp_rank.inputs import split_context
+    n = len(hyps) if n_lines is None or n_lines < 0 else min(n_lines, len(hyps))
+    scores = ranker.score([split_context(c) for c in contexts[:n]], [[h] for h in hyps[:n]], max_cxt_turn)
+    means = {k: sum(s[k][0] for s in scores) / max(1, n) for k in scores[0]} if n else {}
+    return {"ranker": means.get("final"), "ranker_scores": means}
 
 
 # -- the original's file formats --------------------------------------------------------------

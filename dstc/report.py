@@ -71,13 +71,16 @@ def format_table(scores: dict | dict[str, dict], fmt: str = "text", name: str = 
         name: row label when a single result is given.
     """
     rows = {name: scores} if "nist" in scores else dict(scores)
-    header = ["system"] + [h for h, _ in COLUMNS.values()]
+    ranker = any("ranker" in s for s in rows.values())  # python -m dstc --ranker: one more column
+    header = ["system"] + [h for h, _ in COLUMNS.values()] + (["Ranker"] if ranker else [])
     body = []
     for sys_name, s in rows.items():
         cells = [sys_name]
         for key, (_, fmt_cell) in COLUMNS.items():
             v = HEADLINE[key](s)
             cells.append("n/a" if v is None else fmt_cell(v))
+        if ranker:
+            cells.append("n/a" if s.get("ranker") is None else f"{s['ranker']:.4f}")
         body.append(cells)
     notes = []
     for s in rows.values():

@@ -187,9 +187,24 @@ def add_mmi_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     m = p.add_argument_group("MMI reranking")
     m.add_argument("--reverse_model", help="reverse (prepro --reverse) checkpoint: rerank candidates by it")
     m.add_argument("--reverse_tokenizer", help="default: the reverse model's folder, else --tokenizer")
-    m.add_argument("--num_candidates", type=int, default=10, help="samples per context when sampling")
+    m.add_argument("--num_candidates", type=int, default=10,
+                   help="samples per context when sampling (MMI and --ranker)")
     m.add_argument("--mmi_lambda", type=float, default=0.0, help="weight of log P(cand|src) in the MMI score")
     return m
+
+
+def add_ranker_args(p: argparse.ArgumentParser, required: bool = False, rerank: bool = True) -> None:
+    """DialogRPT ranker flags (lsp_rank): rank.py's, and reranking in decode/interact/serve."""
+    r = p.add_argument_group("DialogRPT ranking")
+    r.add_argument("--ranker", required=required,
+                   help="ranker: DialogRPT .pth, ensemble .yml, DialoGPT .pkl or transformers folder" +
+                        ("; rerank candidates by it (sampling or beam, --num_candidates)" if rerank else ""))
+    r.add_argument("--ranker_dtype", choices=["fp32", "bf16"], default="fp32", help="the ranker's weights")
+    r.add_argument("--max_cxt_turn", type=int, help="the ranker sees the last K context turns only")
+    if rerank:
+        r.add_argument("--ranker_weight", type=float, default=1.0,
+                       help="w: rank by w * ranker + (1 - w) * per-token probability of MMI (with "
+                            "--reverse_model) or of the generator (docs/ranking.md)")
 
 
 def add_generation_args(p: argparse.ArgumentParser) -> None:

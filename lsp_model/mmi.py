@@ -61,7 +61,7 @@ def reverse_logprob(model, examples: list[tuple[list[int], list[int]]], eos: int
 def rerank(reverse_model, context_turns: list[list[int]], hyps: list[dict], eos: int,
            mmi_lambda: float = 0.0, batch_size: int = 32, to_reverse_ids=None) -> list[dict]:
     """Score each hypothesis ({"ids", "logprob"}) of one context and return them best first,
-    each with "reverse_logprob" and "mmi_score" added. `eos` is the reverse tokenizer's EOS."""
+    each with "reverse_logprob", "mmi_score" and "reverse_tokens" (source tokens scored) added. `eos` is the reverse tokenizer's EOS."""
     return rerank_batch(reverse_model, [context_turns], [hyps], eos, mmi_lambda, batch_size, to_reverse_ids)[0]
 
 
@@ -84,6 +84,7 @@ def rerank_batch(reverse_model, contexts_turns: list[list[list[int]]], hyps: lis
     for c, hs in enumerate(hyps):
         for h in hs:
             s = scores[k]
-            out[c].append(h | {"reverse_logprob": s, "mmi_score": s + mmi_lambda * h["logprob"]})
+            out[c].append(h | {"reverse_logprob": s, "mmi_score": s + mmi_lambda * h["logprob"],
+                               "reverse_tokens": sum(y >= 0 for y in ex[k][1])})
             k += 1
     return [sorted(o, key=lambda h: -h["mmi_score"]) for o in out]

@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from lsp_model.generation_args import add_ranker_args
+
 USAGE = """Rank candidate replies with a DialogRPT ranker (or train one). See docs/ranking.md.
 
     python rank.py --ranker updown.pth --input cands.jsonl --output scores.jsonl
@@ -17,20 +19,13 @@ Input lines: {"context": [turn, ...], "hyps": [reply, ...]} (JSONL) or context<T
 """
 
 
-def add_ranker_args(p: argparse.ArgumentParser) -> None:
-    """Flags naming how a ranker runs (rank.py, and --ranker in decode/interact/serve/dstc)."""
-    p.add_argument("--ranker_dtype", choices=["fp32", "bf16"], default="fp32", help="ranker weights' dtype")
-    p.add_argument("--max_cxt_turn", type=int, help="score with the last K context turns only")
-
-
 def score_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rank.py", description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ranker", required=True, help=".pth, ensemble .yml, DialoGPT .pkl or transformers folder")
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--batch_size", type=int, default=32, help="sequences per forward pass")
     p.add_argument("--device", help="default: cuda if available, else cpu")
-    add_ranker_args(p)
+    add_ranker_args(p, required=True, rerank=False)
     return p
 
 

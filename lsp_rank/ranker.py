@@ -21,7 +21,7 @@ from lsp_model.checkpoint import CheckpointError
 from lsp_model.tokenizer import load_tokenizer
 
 from .model import load_head
-from .score import head_logits, pair_ids
+from .score import candidate_ids, context_ids, group_logits, head_logits
 
 GROUPS = ("prior", "cond")
 FINAL = "final"
@@ -46,9 +46,9 @@ class Ranker:
     def n_positions(self) -> int:
         return min(m.config.n_positions for m in self.heads.values())
 
-    def score_seqs(self, seqs: list[list[int]]) -> dict[str, torch.Tensor]:
-        """{member name: sigmoid scores, "final": the combination} of token sequences, fp32."""
-        probs = {p: torch.sigmoid(head_logits(m, seqs, self.batch_size)) for p, m in self.heads.items()}
+    def _combine(self, logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """{member name: sigmoid score, "final": the combination} from each head's logits."""
+        probs = {p: torch.sigmoid(v) for p, v in logits.items()}
         if self.single:
             return {FINAL: next(iter(probs.values()))}
         scores = {m.name: probs[m.path] for g in GROUPS for m in self.groups[g]}
@@ -63,16 +63,25 @@ class Ranker:
             return s / w
         return scores | {FINAL: avg_w(self.groups["prior"]) * avg_w(self.groups["cond"])}
 
+    def score_seqs(self, seqs: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Scores of whole token sequences (context + candidate), fp32."""
+        return self._combine({p: head_logits(m, seqs, self.batch_size) for p, m in self.heads.items()})
+
     def score(self, contexts: list[list[str]], hyps: list[list[str]],
               max_cxt_turn: int | None = None) -> list[dict[str, list[float]]]:
-        """Scores of every candidate of every context (all contexts share the batches)."""
-        seqs, bounds = [], [0]
-        for turns, hs in zip(contexts, hyps):
-            seqs += pair_ids(self.tok, turns, hs, max_cxt_turn)
-            bounds.append(len(seqs))
-        if any(len(s) == 0 for s in seqs):
+        """Scores of every candidate of every context (all contexts share the batches; each
+        context runs once, its candidates on its cache)."""
+        groups = [(context_ids(self.tok, turns, max_cxt_turn), candidate_ids(self.tok, hs))
+                  for turns, hs in zip(contexts, hyps)]
+        if any(not c and not h for c, hs in groups for h in hs):
             raise ValueError("an empty context with an empty candidate has no token to score")
-        flat = {k: v.tolist() for k, v in self.score_seqs(seqs).items()} if seqs else {}
+        bounds = [0]
+        for _, hs in groups:
+            bounds.append(bounds[-1] + len(hs))
+        if bounds[-1] == 0:
+            return [{} for _ in groups]
+        flat = self._combine({p: group_logits(m, groups, self.batch_size) for p, m in self.heads.items()})
+        flat = {k: v.tolist() for k, v in flat.items()}
         return [{k: v[a:b] for k, v in flat.items()} for a, b in zip(bounds, bounds[1:])]
 
 

@@ -7,10 +7,17 @@ right-padded (causal attention keeps real tokens from seeing the pads) with expl
 0..len-1, and sequences are sorted by length before batching, so a score does not depend on
 which other sequences share its batch. A sequence longer than the model keeps its right end
 (the newest context and the candidate), as DialogRPT's training feeder cuts.
+
+Candidates of one context share its tokens, so `group_logits` runs each context once and every
+candidate on top of its KV cache: 16 candidates of a 100-token context cost 100 + 16 * len(reply)
+token positions instead of 16 * (100 + len(reply)), with the same numbers (the causal model sees
+exactly the same tokens at the same positions).
 """
 from __future__ import annotations
 
 import torch
+
+from transformers import DynamicCache
 
 from lsp_model.tokenizer import EOS_ID, encode_batch
 
@@ -25,10 +32,14 @@ def context_ids(tok, turns: list[str], max_cxt_turn: int | None = None) -> list[
     return ids
 
 
+def candidate_ids(tok, hyps: list[str]) -> list[list[int]]:
+    return encode_batch(tok, [h.strip() for h in hyps])
+
+
 def pair_ids(tok, turns: list[str], hyps: list[str], max_cxt_turn: int | None = None) -> list[list[int]]:
     """The sequence of every candidate of one context."""
     ctx = context_ids(tok, turns, max_cxt_turn)
-    return [ctx + h for h in encode_batch(tok, [h.strip() for h in hyps])]
+    return [ctx + h for h in candidate_ids(tok, hyps)]
 
 
 def batches_by_length(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -71,3 +82,63 @@ def head_logits(model, seqs: list[list[int]], batch_size: int = 32) -> torch.Ten
         ids, lens = pad_rows([fit(seqs[i], n_pos) for i in idx], device)
         out[idx] = last_token_logits(model, ids, lens).cpu()
     return out
+
+
+Group = tuple[list[int], list[list[int]]]  # (context ids, candidate ids of that context)
+
+
+@torch.no_grad()
+def group_logits(model, groups: list[Group], batch_size: int = 32) -> torch.Tensor:
+    """Logits of every candidate of every group (flat, in order), each context run once. A group
+    with a sequence longer than the model goes through `head_logits` (right ends kept)."""
+    n_pos = model.config.n_positions
+    starts, total = [], 0
+    for ctx, hs in groups:
+        starts.append(total)
+        total += len(hs)
+    out = torch.empty(total, dtype=torch.float32)
+    fits = [g for g, (ctx, hs) in enumerate(groups) if len(ctx) + max(map(len, hs), default=0) <= n_pos and ctx]
+    long = sorted(set(range(len(groups))) - set(fits))
+    if long:
+        rows = [starts[g] + j for g in long for j in range(len(groups[g][1]))]
+        out[rows] = head_logits(model, [groups[g][0] + h for g in long for h in groups[g][1]], batch_size)
+    chunk, n_rows = [], 0
+    for g in sorted(fits, key=lambda g: len(groups[g][0])):  # contexts of similar length together
+        if chunk and n_rows + len(groups[g][1]) > batch_size:
+            _shared_chunk(model, [groups[i] for i in chunk], [starts[i] for i in chunk], out)
+            chunk, n_rows = [], 0
+        chunk.append(g)
+        n_rows += len(groups[g][1])
+    if chunk:
+        _shared_chunk(model, [groups[i] for i in chunk], [starts[i] for i in chunk], out)
+    return out
+
+
+def _shared_chunk(model, groups: list[Group], starts: list[int], out: torch.Tensor) -> None:
+    """Contexts (right-padded, one row each) once with a cache; then every candidate as a row
+    reading its context's cache rows, at positions len(context) + j."""
+    device = next(model.parameters()).device
+    ctx_ids, ctx_lens = pad_rows([c for c, _ in groups], device)
+    C = ctx_ids.shape[1]
+    ctx_mask = (torch.arange(C, device=device) < ctx_lens[:, None]).long()
+    pos = torch.arange(C, device=device).expand_as(ctx_ids)
+    res = model.transformer(input_ids=ctx_ids, position_ids=pos, attention_mask=ctx_mask, cache=DynamicCache(),
+                            use_cache=True)
+    ctx_last = res.last_hidden_state[torch.arange(len(groups), device=device), ctx_lens - 1]
+    owner = torch.tensor([g for g, (_, hs) in enumerate(groups) for _ in hs], device=device)
+    hyps = [h for _, hs in groups for h in hs]
+    w = model.score.weight[0].float()
+    last = ctx_last[owner]  # an empty candidate is scored at its context's last token
+    if any(hyps):
+        cache = res.cache
+        cache.batch_select_indices(owner)
+        h_ids, h_lens = pad_rows([h or [EOS_ID] for h in hyps], device)
+        H = h_ids.shape[1]
+        h_mask = (torch.arange(H, device=device) < torch.tensor([len(h) for h in hyps], device=device)[:, None]).long()
+        h_pos = ctx_lens[owner][:, None] + torch.arange(H, device=device)
+        h = model.transformer(input_ids=h_ids, position_ids=h_pos, attention_mask=torch.cat([ctx_mask[owner], h_mask], 1),
+                              cache=cache, use_cache=True).last_hidden_state
+        got = torch.tensor([len(x) > 0 for x in hyps], device=device)
+        last = torch.where(got[:, None], h[torch.arange(len(hyps), device=device), h_lens - 1], last)
+    rows = [s + j for s, (_, hs) in zip(starts, groups) for j in range(len(hs))]
+    out[rows] = (last.float() * w).sum(-1).cpu()

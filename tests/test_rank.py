@@ -138,3 +138,20 @@ def test_yml_empty_group_counts_one(dialogrpt_dir, gold, tmp_path):
     for g, c in zip(got, gold["ensemble"]):
         for j, f in enumerate(g["final"]):
             assert abs(f - (2 * c["scores"]["updown"][j] + c["scores"]["depth"][j]) / 3) < TOL
+
+
+def test_shared_context_equals_whole_sequences(dialogrpt_dir):
+    """Each context once + candidates on its cache == every (context + candidate) run whole,
+    with empty candidates, contexts of different lengths, and one group too long for the model."""
+    from lsp_rank.score import group_logits, head_logits
+    m = load_head(dialogrpt_dir / "updown.pth")
+    g = torch.Generator().manual_seed(0)
+    groups = []
+    for c_len, n in ((5, 3), (40, 6), (1, 2), (17, 5), (1000, 2)):
+        ctx = torch.randint(0, 50257, (c_len,), generator=g).tolist()
+        hs = [torch.randint(0, 50257, (int(k),), generator=g).tolist()
+              for k in torch.randint(0, 30, (n,), generator=g)] + [[]]
+        groups.append((ctx, hs))
+    shared = group_logits(m, groups, batch_size=8)
+    whole = head_logits(m, [c + h for c, hs in groups for h in hs], batch_size=8)
+    assert torch.allclose(torch.sigmoid(shared), torch.sigmoid(whole), atol=1e-6, rtol=0)

@@ -86,3 +86,22 @@ def test_bad_ranker_one_line(dialogrpt_dir, tmp_path, capsys):
     code = main(["--ranker", str(tmp_path / "e.yml"), "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "e.yml: cond[0] (x): missing.pth not found" in err[0]
+
+
+def test_dstc_ranker_column(dialogrpt_dir, gold, tmp_path, capsys):
+    """python -m dstc --ranker: each system's mean ranker score (golden per-hypothesis scores)."""
+    from dstc.cli import main as dstc_main
+    cases = [c for c in gold["single"] if len(c["hyps"]) >= 2]
+    (tmp_path / "refs.tsv").write_text("".join(f"{c['cxt'].replace(EOS, ' EOS ')}\tsome reference\n" for c in cases))
+    for j in (0, 1):
+        (tmp_path / f"sys{j}.txt").write_text("".join(c["hyps"][j] + "\n" for c in cases))
+    code = dstc_main(["--refs", str(tmp_path / "refs.tsv"), "--hyp", str(tmp_path / "sys0.txt"),
+                      str(tmp_path / "sys1.txt"), "--no-meteor", "--ranker", str(dialogrpt_dir / "updown.pth"),
+                      "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert code == 0 and "Ranker" in out.splitlines()[0]
+    got = json.loads((tmp_path / "r.json").read_text())
+    for j in (0, 1):
+        want = sum(c["scores"][j] for c in cases) / len(cases)
+        assert abs(got[f"sys{j}.txt"]["ranker"] - want) < 1e-6
+        assert f"{want:.4f}" in out
