@@ -17,8 +17,7 @@ import sys
 
 from lsp_io.cli import UsageError, command
 from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, add_ranker_args,
-                                       check_model_paths,
-                                      gen_config_from_args, use_chat_preset_by_default)
+                                       check_model_paths, gen_config_from_args, use_chat_preset_by_default)
 
 # torch, transformers and the model code are imported in main(), after the arguments are
 # parsed: --help and a bad flag answer at once instead of after seconds of imports.

@@ -23,8 +23,7 @@ from pathlib import Path
 
 from lsp_io.cli import UsageError, command
 from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, add_ranker_args,
-                                       check_model_paths,
-                                      gen_config_from_args, use_chat_preset_by_default)
+                                       check_model_paths, gen_config_from_args, use_chat_preset_by_default)
 
 
 def parse_args(argv=None):
