@@ -1,17 +1,18 @@
-"""Serve a DialoGPT checkpoint: an OpenAI-compatible chat API with dynamic batching, and a web chat.
+"""Serve a DialoGPT checkpoint: an OpenAI-compatible API with continuous batching, and a web chat.
 
     python serve.py --model models/medium                      # web chat at http://127.0.0.1:8000/
     python serve.py --model run_dir --reverse_model small_reverse.pkl --port 8080 --api-key SECRET
     python serve.py --model run_dir --ranker updown.pth --num_candidates 8      # DialogRPT rerank
-    python serve.py --model m --preset topk --max_batch 64 --batch_wait_ms 10
+    python serve.py --model m --preset topk --max_batch 64 --max_cost 32768
 
 Clients: any OpenAI client with base_url http://127.0.0.1:8000/v1 and the model id from
-GET /v1/models (the checkpoint's folder name, or --model_name). Concurrent requests with the
-same decoding settings are gathered (until --batch_wait_ms passes without a new one) into one
-batched generate call; when --max_queue requests are waiting, new ones get 429 at once. Bound to 127.0.0.1 unless --host
-says otherwise; --api-key (or $DIALOGPT_API_KEY) makes /v1 require `Authorization: Bearer KEY`.
-Decoding flags set the defaults (the `nucleus` preset when none is given); a request overrides
-max_tokens, temperature (0 = greedy), top_p, n, seed and stop. See docs/serving.md.
+GET /v1/models (the checkpoint's folder name, or --model_name). Requests join the running batch
+at the next decoding step and stream token by token; a request costs rows x (context +
+max_tokens) token positions, and past --max_cost (or --max_queue waiting requests) new ones get
+429 at once. Bound to 127.0.0.1 and answering only Host 127.0.0.1/localhost unless --host and
+--allow_host say otherwise; --api-key (or $DIALOGPT_API_KEY) makes /v1 require
+`Authorization: Bearer KEY`. Decoding flags set the defaults (the `nucleus` preset when none is
+given); a request overrides them per request. SIGTERM drains for --drain_s. See docs/serving.md.
 """
 from __future__ import annotations
 
@@ -37,12 +38,15 @@ def parse_args(argv=None):
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--api-key", "--api_key", dest="api_key", default=os.environ.get("DIALOGPT_API_KEY"),
                    help="require this bearer key on /v1 (default $DIALOGPT_API_KEY; unset = open)")
-    s.add_argument("--max_batch", type=int, default=32, help="requests per generate call (1 = no batching)")
-    s.add_argument("--batch_wait_ms", type=float, default=5.0,
-                   help="a batch starts when no request came for this long (a burst is over) ...")
-    s.add_argument("--batch_max_wait_ms", type=float, default=50.0, help="... or its oldest request waited this long")
+    s.add_argument("--max_batch", type=int, default=32, help="rows decoded together at most (1 = one at a time)")
+    s.add_argument("--max_cost", type=int, default=1 << 15,
+                   help="token positions (rows x (context + max_tokens)) queued and running at most; past it 429")
     s.add_argument("--max_queue", type=int, default=128, help="waiting requests before new ones get 429")
     s.add_argument("--timeout", type=float, default=60.0, help="seconds a request may wait and run")
+    s.add_argument("--stall_s", type=float, default=30.0, help="/health says degraded after this long without a step")
+    s.add_argument("--drain_s", type=float, default=10.0, help="on SIGTERM, seconds running requests may finish")
+    s.add_argument("--allow_host", action="append", default=[],
+                   help="another Host name clients may use (repeatable; * = any); 127.0.0.1/localhost always")
     s.add_argument("--max_request_bytes", type=int, default=1 << 20)
     s.add_argument("--log_level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_mmi_args(p)
@@ -56,8 +60,9 @@ def parse_args(argv=None):
 def build(args):
     """(app, model id) from the parsed flags; raises on a bad checkpoint or setting."""
     from lsp_serve.app import create_app
-    from lsp_serve.batcher import Batcher
-    from lsp_serve.engine import MMI, Engine
+    from lsp_serve.engine import Engine, Ranking
+    from lsp_serve.guard import LOCAL_HOSTS
+    from lsp_serve.scheduler import Scheduler
     from lsp_model.decoding import default_device, load_decoder, load_reranker
 
     cfg = gen_config_from_args(args)
@@ -68,12 +73,12 @@ def build(args):
     if args.ranker:  # DialogRPT (after MMI when both): the same reranking hook
         from lsp_rank.rerank import load_ranker_reranker
         rr = load_ranker_reranker(args, tok, device, mmi=rr)
-    mmi = MMI(rr, args.num_candidates) if rr is not None else None
-    engine = Engine(model, tok, eos, vocab, cfg, args.history_budget, mmi)
-    batcher = Batcher(engine.run, args.max_batch, args.batch_wait_ms / 1000, args.max_queue,
-                      args.batch_max_wait_ms / 1000)
+    ranking = Ranking(rr, args.num_candidates, "dialogrpt" if args.ranker else "mmi") if rr is not None else None
+    engine = Engine(model, tok, eos, vocab, cfg, args.history_budget, ranking)
+    scheduler = Scheduler(engine, args.max_batch, args.max_queue, args.max_cost, args.stall_s)
     name = args.model_name or Path(args.model.rstrip("/")).name
-    return create_app(engine, batcher, name, args.api_key, args.timeout, args.max_request_bytes), name
+    hosts = (*LOCAL_HOSTS, *args.allow_host, *([args.host] if args.host not in ("0.0.0.0", "::") else []))
+    return create_app(engine, scheduler, name, args.api_key, args.timeout, args.max_request_bytes, hosts), name
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -106,11 +111,11 @@ def main(argv=None) -> int:
         app, name = build(args)
     except (ValueError, OSError, CheckpointError, TokenizerNotFound) as e:
         raise UsageError(str(e)) from None  # one line naming the script (lsp_io.cli)
-    import uvicorn
+    from lsp_serve.app import serve
     where = f"http://{args.host}:{args.port}"
     print(f"serving {name} at {where}/ (OpenAI base_url {where}/v1)" + (", API key required" if args.api_key else ""),
           flush=True)
-    uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)).run(sockets=[sock])
+    serve(app, sock, args.log_level, args.drain_s)
     return 0
 
 

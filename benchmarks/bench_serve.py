@@ -1,25 +1,36 @@
-"""Serving throughput: serve.py with dynamic batching (--max_batch 32) against one request per
-generate call (--max_batch 1), both loaded by the same 32 concurrent clients for a fixed time.
-Prints requests/s and p50/p99 latency per round, the mean batch size the server formed, and the
-machine's load (rounds alternate between the two servers: a shared CPU's noise hits both).
+"""Serving under load: serve.py (iteration-level batching, token streaming) against the peer a user
+would reach for, `transformers serve --continuous-batching`, on the same exported model.
 
-    python benchmarks/bench_serve.py                         # random 6 x 384 GPT-2, CPU
-    python benchmarks/bench_serve.py --model models/medium --duration 30 --rounds 3
+    python benchmarks/bench_serve.py                       # random 6 x 384 GPT-2, CPU, 8 and 32 clients
+    python benchmarks/bench_serve.py --duration 20 --rounds 3 --clients 8 32
+    python benchmarks/bench_serve.py --peer none           # serve.py alone
 
-Each client sends a chitchat conversation (1-3 turns), waits for the reply and sends the next.
-A random-weight model rarely emits EOS, so every reply is --max_tokens long: a fixed amount of
-work per request. Only replies that arrive inside a round's window count; at the window's end
-the clients hang up and the server drops their queued requests.
+Both servers get the same requests: POST /v1/completions with a raw prompt (a chitchat
+conversation, turns joined by EOS, as DialoGPT sees it), greedy, streamed (to time the first
+token). The raw route, because the exported folder has no chat template yet (issue 19 item 1),
+so transformers serve's chat route cannot format DialoGPT turns. A random-weight model rarely
+emits EOS, so every reply is max_tokens long: uniform (all 32) or mixed (16-40, per request).
+Closed-loop clients (each sends again when answered) for a fixed time per round; only replies
+that end inside the window count. Rounds alternate between the servers and settings (a shared
+CPU's noise hits both). Prints requests/s, p50/p95 latency and p50 time to first token per
+round, then per setting the median [min-max] over rounds and our/peer ratios, with the load.
+transformers serve runs offline here once `accelerate` is installed; its default KV cache
+sizing was killed for memory on a 23 GiB machine, so it gets `--cb-num-blocks 256`.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import random
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import httpx
@@ -27,7 +38,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lsp_data.chitchat import load_conversations  # noqa: E402
-from lsp_serve.launch import Server  # noqa: E402
+from lsp_serve.launch import Server, free_port  # noqa: E402
 
 
 def random_model(out_dir: Path) -> Path:
@@ -42,107 +53,153 @@ def random_model(out_dir: Path) -> Path:
     return out_dir
 
 
-def conversations(n: int = 256, max_words: int = 60) -> list[list[dict]]:
+def prompts(n: int = 256, max_words: int = 60) -> list[str]:
+    """1 or 3 chitchat turns, each followed by EOS (DialoGPT's context format)."""
     out = []
     for turns in load_conversations().values():
-        k = 1 + 2 * (len(out) % 2)              # 1 or 3 turns, ending on the user's
-        if len(turns) >= k and all(len(t.split()) <= max_words for t in turns[:k]):   # fits the budget
-            out.append([{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns[:k])])
+        k = 1 + 2 * (len(out) % 2)
+        if len(turns) >= k and all(len(t.split()) <= max_words for t in turns[:k]):
+            out.append("".join(t + "<|endoftext|>" for t in turns[:k]))
         if len(out) == n:
             return out
     return out
 
 
-async def load_round(url: str, convs, clients: int, duration: float, settings: dict) -> dict:
-    lat, codes = [], []
-    start = time.monotonic()
-    end = start + duration
+class Peer:
+    """`transformers serve MODEL --continuous-batching` on a free port, offline, until it answers."""
+
+    def __init__(self, model: str, threads: int, blocks: int):
+        self.cmd = [shutil.which("transformers") or "transformers", "serve", model, "--continuous-batching",
+                    "--cb-num-blocks", str(blocks), "--device", "cpu", "--host", "127.0.0.1"]
+        self.env = os.environ | {"OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+    def __enter__(self):
+        port = free_port()
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="tserve-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(self.cmd + ["--port", str(port)], stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=self.env, stdin=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.5)
+        self.__exit__()
+        raise RuntimeError("transformers serve did not start:\n" + Path(self.log.name).read_text()[-3000:])
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        Path(self.log.name).unlink(missing_ok=True)
+
+
+async def load_round(url: str, model: str, texts, clients: int, duration: float, lengths) -> dict:
+    lat, ttft, codes = [], [], []
+    end = time.monotonic() + duration
 
     async def client(c: httpx.AsyncClient, i: int):
-        k = i
+        rng, k = random.Random(i), i
         while True:
-            body = {"messages": convs[k % len(convs)], "seed": k} | settings
-            t = time.monotonic()
-            r = await c.post(url + "/v1/chat/completions", json=body)
+            body = {"model": model, "prompt": texts[k % len(texts)], "max_tokens": rng.choice(lengths),
+                    "temperature": 0, "stream": True}
+            t, first = time.monotonic(), None
+            async with c.stream("POST", url + "/v1/completions", json=body) as r:
+                async for line in r.aiter_lines():
+                    if first is None and line.startswith("data: {") and json.loads(line[6:])["choices"]:
+                        first = time.monotonic() - t
             if time.monotonic() <= end:
                 codes.append(r.status_code)
-                if r.status_code == 200:
+                if r.status_code == 200 and first is not None:
                     lat.append(time.monotonic() - t)
+                    ttft.append(first)
             k += clients
 
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=clients)) as c:
         tasks = [asyncio.create_task(client(c, i)) for i in range(clients)]
         await asyncio.sleep(duration)
         for t in tasks:
-            t.cancel()                            # hang up: the server drops what is still queued
+            t.cancel()                            # hang up: the server drops the rest
         await asyncio.gather(*tasks, return_exceptions=True)
     lat.sort()
     return {"rps": len(lat) / duration, "p50": statistics.median(lat) if lat else float("nan"),
-            "p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan"),
-            "ok": len(lat), "other": {c: codes.count(c) for c in set(codes) if c != 200}}
+            "p95": lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else float("nan"),
+            "ttft": statistics.median(ttft) if ttft else float("nan"), "ok": len(lat),
+            "other": {c: codes.count(c) for c in set(codes) if c != 200}}
 
 
-def health(url: str) -> dict:
-    return httpx.get(url + "/health", timeout=60).json()
+def settle(url: str, seconds: float) -> None:
+    """Let the last round's hung-up requests drain (a server that cannot cancel keeps decoding them)."""
+    time.sleep(seconds)
 
 
-def settle(url: str, timeout: float = 120.0) -> None:
-    """Wait until the server has nothing queued or running (the previous round's tail)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        h = health(url)
-        if h["queued"] == 0 and h["running"] == 0:
-            return
-        time.sleep(0.2)
+def med(xs) -> str:
+    return f"{statistics.median(xs):.2f} [{min(xs):.2f}-{max(xs):.2f}]"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="checkpoint to serve (default: a random 6 x 384 GPT-2)")
-    p.add_argument("--clients", type=int, default=32)
-    p.add_argument("--duration", type=float, default=15.0, help="seconds per round")
-    p.add_argument("--rounds", type=int, default=2, help="rounds per server, alternating")
-    p.add_argument("--max_tokens", type=int, default=32)
-    p.add_argument("--temperature", type=float, help="0 = greedy (default: the server's nucleus sampling)")
+    p.add_argument("--model", help="exported transformers folder to serve (default: a random 6 x 384 GPT-2)")
+    p.add_argument("--clients", type=int, nargs="+", default=[8, 32])
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per round")
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch threads of each server")
+    p.add_argument("--peer", choices=["transformers", "none"], default="transformers")
+    p.add_argument("--cb_num_blocks", type=int, default=256)
+    p.add_argument("--settle", type=float, default=3.0, help="seconds between rounds")
     a = p.parse_args(argv)
     tmp = tempfile.TemporaryDirectory(prefix="bench_serve-")
     model = a.model or str(random_model(Path(tmp.name) / "random-6x384"))
-    convs = conversations()
-    settings = {"max_tokens": a.max_tokens} | ({} if a.temperature is None else {"temperature": a.temperature})
-    common = ["--model", model, "--threads", str(a.threads), "--max_queue", str(4 * a.clients), "--timeout", "600",
-              "--log_level", "warning"]
-    env = {"OMP_NUM_THREADS": str(a.threads)}
-    modes = {"batched": ["--max_batch", "32"], "sequential": ["--max_batch", "1"]}
-    print(f"model {model}, {a.clients} clients, {settings}, {a.duration:g} s rounds; "
+    texts = prompts()
+    mixes = {"uniform 32": [32], "mixed 16-40": list(range(16, 41))}
+    print(f"model {model}; greedy, streamed /v1/completions; {a.duration:g} s rounds x {a.rounds}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
-    results = {m: [] for m in modes}
-    with Server(common + modes["batched"], env=env) as sb, Server(common + modes["sequential"], env=env) as ss:
-        servers = {"batched": sb, "sequential": ss}
-        for m, s in servers.items():            # warm-up: first calls allocate
-            asyncio.run(load_round(s.url, convs, 4, 2.0, settings))
+    ours = ["--model", model, "--model_name", "m", "--threads", str(a.threads), "--max_queue", "256",
+            "--max_batch", "32", "--max_cost", str(1 << 20), "--timeout", "600", "--log_level", "warning"]
+    servers = {"serve.py": Server(ours, env={"OMP_NUM_THREADS": str(a.threads)})}
+    if a.peer == "transformers":
+        servers["transformers serve"] = Peer(model, a.threads, a.cb_num_blocks)
+    names = {"serve.py": "m", "transformers serve": model}
+    results: dict = {}
+    try:
+        for s in servers.values():
+            s.__enter__()
+        for name, s in servers.items():          # warm-up: first calls allocate
+            asyncio.run(load_round(s.url, names[name], texts, 4, 3.0, [8]))
         for r in range(a.rounds):
-            for m, s in servers.items():
-                settle(s.url)
-                before, load0 = health(s.url), os.getloadavg()[0]
-                res = asyncio.run(load_round(s.url, convs, a.clients, a.duration, settings))
-                after = health(s.url)
-                n_req, n_bat = after["requests"] - before["requests"], after["batches"] - before["batches"]
-                res |= {"batch": n_req / max(n_bat, 1), "load": (load0 + os.getloadavg()[0]) / 2}
-                results[m].append(res)
-                print(f"round {r + 1} {m:10s} {res['rps']:7.2f} req/s  p50 {res['p50']:6.2f} s  p99 {res['p99']:6.2f} s"
-                      f"  {res['batch']:5.1f} req/batch  ({res['ok']} replies, others {res['other']})"
-                      f"  load {res['load']:.1f}", flush=True)
-    med = {m: statistics.median(x["rps"] for x in rs) for m, rs in results.items()}
-    print("| server | req/s (median of rounds) | p50 latency s | p99 latency s | requests per generate call |")
-    print("|---|---|---|---|---|")
-    for m, rs in results.items():
-        print(f"| {m} (--max_batch {modes[m][1]}) | {med[m]:.2f} | {statistics.median(x['p50'] for x in rs):.2f} | "
-              f"{statistics.median(x['p99'] for x in rs):.2f} | {statistics.median(x['batch'] for x in rs):.1f} |")
-    def ratio(b, s):
-        return f"{b / s:.1f}x" if s else "inf"
-    per_round = ", ".join(ratio(b["rps"], s["rps"]) for b, s in zip(results["batched"], results["sequential"]))
-    print(f"speedup: {ratio(med['batched'], med['sequential'])} requests/s (rounds: {per_round})")
+            for clients in a.clients:
+                for mix, lengths in mixes.items():
+                    for name, s in servers.items():
+                        settle(s.url, a.settle)
+                        load0 = os.getloadavg()[0]
+                        res = asyncio.run(load_round(s.url, names[name], texts, clients, a.duration, lengths))
+                        res["load"] = (load0 + os.getloadavg()[0]) / 2
+                        results.setdefault((clients, mix, name), []).append(res)
+                        print(f"round {r + 1}  {clients:2d} clients  {mix:11s}  {name:18s} {res['rps']:6.2f} req/s  "
+                              f"p50 {res['p50']:6.2f} s  p95 {res['p95']:6.2f} s  TTFT p50 {res['ttft']:6.2f} s  "
+                              f"({res['ok']} replies, others {res['other']})  load {res['load']:.1f}", flush=True)
+    finally:
+        for s in servers.values():
+            s.__exit__(None, None, None)
+    print("\n| clients | max_tokens | server | req/s | p50 latency s | p95 latency s | p50 TTFT s | load |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (clients, mix, name), rs in results.items():
+        print(f"| {clients} | {mix} | {name} | {med([x['rps'] for x in rs])} | {med([x['p50'] for x in rs])} | "
+              f"{med([x['p95'] for x in rs])} | {med([x['ttft'] for x in rs])} | "
+              f"{statistics.median(x['load'] for x in rs):.1f} |")
+    if len(servers) == 2:
+        print("\nserve.py / transformers serve, per round (same round, same load):")
+        for clients in a.clients:
+            for mix in mixes:
+                o, t = results[(clients, mix, "serve.py")], results[(clients, mix, "transformers serve")]
+                rps = [x["rps"] / y["rps"] if y["rps"] else float("inf") for x, y in zip(o, t)]
+                ttft = [x["ttft"] / y["ttft"] for x, y in zip(o, t)]
+                print(f"  {clients:2d} clients {mix:11s}: requests/s {med(rps)}x, p50 TTFT {med(ttft)}x (lower is better)")
     return 0
 
 

@@ -1,5 +1,6 @@
 // The web chat: the whole conversation lives here and is sent with every turn to
-// POST /v1/chat/completions with stream: true; the reply arrives as server-sent events.
+// POST /v1/chat/completions with stream: true; the reply arrives as server-sent events, token by
+// token, and is shown as it arrives.
 "use strict";
 
 const chat = { messages: [], model: null, busy: false, controller: null, replies: 0 };
@@ -30,10 +31,11 @@ async function connect() {
     $("temperature").placeholder = d.temperature;
     $("top_p").placeholder = d.top_p;
     $("max_tokens").placeholder = d.max_tokens;
+    $("min_tokens").placeholder = d.min_tokens;
     const r = await fetch("/v1/models", { headers: headers() });
     if (!r.ok) throw new Error((await r.json()).error.message);
     chat.model = (await r.json()).data[0].id;
-    $("model").textContent = chat.model + (health.mmi ? " · MMI" : "");
+    $("model").textContent = chat.model + (health.reranker ? " · " + health.reranker.toUpperCase() : "");
   } catch (e) {
     $("model").textContent = "not connected: " + e.message;
   }
@@ -41,9 +43,10 @@ async function connect() {
 
 function settings() {
   const body = {};
-  for (const name of ["temperature", "top_p", "max_tokens", "seed"]) {
+  const ints = ["max_tokens", "min_tokens", "seed"];
+  for (const name of ["temperature", "top_p", ...ints]) {
     const v = $(name).value.trim();
-    if (v !== "") body[name] = name === "max_tokens" || name === "seed" ? parseInt(v, 10) : parseFloat(v);
+    if (v !== "") body[name] = ints.includes(name) ? parseInt(v, 10) : parseFloat(v);
   }
   return body;
 }
@@ -95,6 +98,7 @@ async function send(text) {
       throw new Error(r.status + ": " + err.error.message);
     }
     for await (const chunk of events(r)) {
+      if (chunk.error) throw new Error(chunk.error.message);  // failed after the reply began
       const piece = chunk.choices.length ? chunk.choices[0].delta.content : undefined;
       if (piece) {
         reply += piece;
