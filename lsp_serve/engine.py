@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from lsp_model.chat import clean_hypothesis, history_context
 from lsp_model.generate import GenConfig, check_config, generate
 from lsp_model.decoding import Reranker
+from lsp_model.defaults import HISTORY_BUDGET
 from lsp_model.tokenizer import decode, encode_batch
 
 from .protocol import APIError, ChatRequest, Choice, Reply
@@ -49,7 +50,7 @@ class Job:
 
 
 class Engine:
-    def __init__(self, model, tok, eos: int, vocab: int, cfg: GenConfig, history_budget: int = 256,
+    def __init__(self, model, tok, eos: int, vocab: int, cfg: GenConfig, history_budget: int = HISTORY_BUDGET,
                  mmi: MMI | None = None):
         self.model, self.tok, self.eos, self.vocab = model, tok, eos, vocab
         self.cfg, self.history_budget, self.mmi = cfg, history_budget, mmi
