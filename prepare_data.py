@@ -17,16 +17,22 @@ import itertools
 import sys
 
 from lsp_io.cli import command
+from lsp_data.bounded import DEFAULT_LIMIT
 from lsp_data.conversations import FILTERS, TRAIN_ON, Options, PrepareError, format_summary, prepare
-from lsp_data.formats import ASSISTANT, FORMATS, Columns, FormatError, read
+from lsp_data.datafolder import existing_outputs
+from lsp_data.formats import ASSISTANT, FORMATS, Columns, FormatError, expand_inputs, read
 from lsp_model.defaults import MAX_SEQ_LEN, SEED
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     a = p.add_argument
-    a("--input", nargs="+", required=True, metavar="FILE", help="files or save_to_disk folders")
+    a("--input", nargs="+", action="extend", required=True, metavar="FILE",
+      help="files, globs ('logs/*.jsonl') or save_to_disk folders; repeatable, all are read in order")
     a("--out", default="data/mine", help="output folder")
+    a("--overwrite", action="store_true", help="replace the output files of an earlier import in --out")
+    a("--max_record_bytes", type=int, default=DEFAULT_LIMIT,
+      help="a record (line, CSV row) over this is skipped unread and counted (memory stays bounded)")
     a("--format", choices=FORMATS, default="auto", help="default: from the name / first line")
     g = p.add_argument_group("fields (JSON keys, table columns, datasets columns)")
     g.add_argument("--messages_col", default="messages", help="OpenAI-style list of {role, content}")
@@ -72,15 +78,22 @@ def main(argv=None) -> int:
     cols = Columns(messages=a.messages_col, turns=a.turns_col, speaker=a.speaker_col, text=a.text_col,
                    conversation=a.conv_col)
     try:
+        if a.max_record_bytes < 1:
+            raise PrepareError(f"--max_record_bytes {a.max_record_bytes} must be >= 1")
+        there = existing_outputs(a.out)
+        if there and not a.overwrite:
+            raise PrepareError(f"{a.out} already holds {', '.join(there)} (pass --overwrite to replace them)")
+        paths = expand_inputs(a.input)
         tok = None
         if a.tokenizer:
             from lsp_model.tokenizer import load_tokenizer
             tok = load_tokenizer(a.tokenizer)
-        records = itertools.chain.from_iterable(read(path, a.format, cols) for path in a.input)
+        records = itertools.chain.from_iterable(read(path, a.format, cols, a.max_record_bytes) for path in paths)
         summary = prepare(records, a.out, options(a), tok)
     except (PrepareError, FormatError, OSError) as e:
         print(f"prepare_data: error: {e}", file=sys.stderr)
         return 1
+    print(f"read {len(paths)} input(s): {', '.join(map(str, paths))}")
     print(format_summary(summary, a.out))
     return 0
 

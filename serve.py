@@ -23,8 +23,9 @@ import sys
 from pathlib import Path
 
 from lsp_io.cli import UsageError, command
-from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, add_ranker_args,
-                                       check_model_paths, gen_config_from_args, use_chat_preset_by_default)
+from lsp_model.generation_args import (add_generation_args, add_history_arg, add_mmi_args, add_model_args,
+                                       add_ranker_args, check_model_paths, gen_config_from_args,
+                                       use_chat_preset_by_default)
 
 
 def parse_args(argv=None):
@@ -32,7 +33,7 @@ def parse_args(argv=None):
     add_model_args(p)
     p.add_argument("--model_name", help="the model id clients send (default: the checkpoint's name)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--history_budget", type=int, default=256, help="max context tokens the model sees")
+    add_history_arg(p)
     s = p.add_argument_group("server")
     s.add_argument("--host", default="127.0.0.1", help="0.0.0.0 exposes the server to the network")
     s.add_argument("--port", type=int, default=8000)

@@ -14,6 +14,8 @@ from pathlib import Path
 from lsp_io.flags import parse_bool
 from lsp_model.defaults import MAX_SEQ_LEN, SEED
 
+from .schedule import SCHEDULES
+
 # Needed, but may come from --config; argparse requires them when no --config is given.
 REQUIRED = ("model_name_or_path", "train_input_file", "output_dir")
 
@@ -51,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--normalize_data", type=boolean_string, default=True)
     a("--fp16", type=boolean_string, default=True,
       help="fp16 autocast + dynamic loss scaling + FusedAdam semantics (the original's default; runs on CPU too)")
-    a("--lr_schedule", type=str, default="noam", choices=["noam", "noamwd", "BERT", "None"])
+    a("--lr_schedule", type=str, default="noam", choices=SCHEDULES)
     a("--loss_scale", type=float, default=0, help="0 = dynamic loss scale, > 0 = static")
     a("--no_token_id", type=boolean_string, default=True)
     a("--output_dir", type=str, help="parent of the run folder GPT2.{lr}.{batch}.{n}gpu.{timestamp}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import re
 import shutil
 from pathlib import Path
 
@@ -21,28 +20,15 @@ import numpy as np
 import torch
 
 from lsp_io.atomic import atomic_file
-from lsp_model.checkpoint import (CKPT_RE, CheckpointError, load_weights, read_state_dict, run_checkpoint_path,
-                                  save_original_pkl, save_pretrained)
+from lsp_model.checkpoint import CheckpointError, load_weights, read_state_dict, save_original_pkl, save_pretrained
+# the run folder's names are lsp_model.runfolder's; loop.py names them from here
+from lsp_model.runfolder import CKPT_PREFIX, complete_steps, hf_path, resume_path, step_of  # noqa: F401
+from lsp_model.runfolder import weights_path as pkl_path
 
 from .args import UsageError
 from .failures import CheckpointWriteError, held_signals, writing
 
 logger = logging.getLogger("LSP_train")
-
-STEP_RE = re.compile(r"GP2-pretrain-step-(\d+)\.resume\.pt$")
-
-
-def pkl_path(run_dir, step: int) -> Path:
-    return run_checkpoint_path(run_dir, step)
-
-
-def hf_path(run_dir, step: int) -> Path:
-    return Path(run_dir) / f"GP2-pretrain-step-{step}-hf"
-
-
-def resume_path(run_dir, step: int) -> Path:
-    return Path(run_dir) / f"GP2-pretrain-step-{step}.resume.pt"
-
 
 def rng_state() -> dict:
     np_state = np.random.get_state()
@@ -77,13 +63,6 @@ def save_resume(run_dir, step: int, model, optimizer, scaler, counters: dict, lo
     return path
 
 
-def complete_steps(run_dir) -> list[int]:
-    """Steps that have both files, newest first."""
-    run_dir = Path(run_dir)
-    steps = [int(m.group(1)) for p in run_dir.glob("GP2-pretrain-step-*.resume.pt") if (m := STEP_RE.search(p.name))]
-    return sorted((s for s in steps if pkl_path(run_dir, s).is_file()), reverse=True)
-
-
 def find_resume(spec: str, output_dir: str | None) -> tuple[Path, int]:
     """(run folder, step) for --resume_from_checkpoint PATH|last."""
     if spec == "last":
@@ -101,10 +80,9 @@ def find_resume(spec: str, output_dir: str | None) -> tuple[Path, int]:
         if not steps:
             raise FileNotFoundError(f"{p}: no complete checkpoint (.pkl + .resume.pt)")
         return p, steps[0]
-    m = STEP_RE.search(p.name) or CKPT_RE.search(p.name)
-    if not m:
-        raise FileNotFoundError(f"{p}: not a GP2-pretrain-step-N.pkl/.resume.pt or a run folder")
-    step = int(m.group(1))
+    step = step_of(p)
+    if step is None:
+        raise FileNotFoundError(f"{p}: not a {CKPT_PREFIX}N.pkl/.resume.pt or a run folder")
     if not (resume_path(p.parent, step).is_file() and pkl_path(p.parent, step).is_file()):
         raise FileNotFoundError(f"{p}: checkpoint of step {step} is incomplete (needs .pkl and .resume.pt)")
     return p.parent, step
@@ -156,7 +134,7 @@ class Checkpointer:
 
     @property
     def last_step(self) -> int | None:
-        return int(STEP_RE.search(self.last.name).group(1)) if self.last is not None else None
+        return step_of(self.last) if self.last is not None else None
 
     def restore(self, resume: dict, state) -> None:
         """Exact resume from `load_resume_state`'s dict: weights (the fp32 copy if the .pkl is

@@ -9,7 +9,26 @@ import torch
 
 from lsp_model.model import forward_loss
 
+from .args import UsageError
+
 logger = logging.getLogger(__name__)
+
+
+def check_gives_a_batch(loader, path, batch_size: int) -> None:
+    """At start-up, not at the first evaluation after many updates: the original drops a partial
+    eval batch, so a file with fewer usable examples than --eval_batch_size gives no batch at all.
+    Reads only until the first batch is full."""
+    try:
+        if next(iter(loader), None) is not None:
+            return
+    except ValueError as e:  # a malformed line, named by the loader
+        raise UsageError(f"--eval_input_file {str(e).splitlines()[0]}") from None
+    with open(path, "rb") as f:
+        lines = sum(1 for line in f if line.strip())
+    why = (f"lower --eval_batch_size to at most {max(1, lines)}, or add examples" if lines < batch_size else
+           "no example fits --max_seq_length")
+    raise UsageError(f"--eval_input_file {path}: {lines} lines give no full batch of --eval_batch_size "
+                     f"{batch_size} (a partial batch is dropped, as in the original): {why}")
 
 
 @torch.no_grad()

@@ -15,6 +15,9 @@ import errno
 import os
 import signal
 import threading
+from pathlib import Path
+
+from lsp_model.runfolder import latest_weights, results, step_of
 
 from .args import UsageError
 
@@ -50,12 +53,19 @@ class Interrupted(TrainStop):
         super().__init__(f"interrupted by {signal.Signals(signum).name} before training started; nothing to resume")
 
     def describe(self, update: int, last_checkpoint, run_dir) -> None:
-        if last_checkpoint is None:
+        """Called after the run folder was kept or removed (loop._remove_unfinished): says which."""
+        newest = latest_weights(run_dir) if run_dir is not None else None
+        lone = (f"; {newest.name} was written but not its resume state, so exact resume cannot start there"
+                if newest is not None and step_of(newest) != last_checkpoint else "")
+        if last_checkpoint is not None:
+            msg = f"interrupted at update {update}; the last checkpoint is step {last_checkpoint} in {run_dir}{lone}; {RESUME_HINT}"
+        elif run_dir is None or not Path(run_dir).is_dir():
             msg = (f"interrupted at update {update}, before the first checkpoint; nothing to resume "
-                   f"(the empty run folder is removed)")
+                   f"(the run folder held only its own scaffolding and is removed)")
         else:
-            msg = (f"interrupted at update {update}; the last checkpoint is step {last_checkpoint} "
-                   f"in {run_dir}; {RESUME_HINT}")
+            msg = (f"interrupted at update {update}, before the first complete checkpoint{lone}; nothing to resume "
+                   f"from (exact resume starts from the last complete .pkl + .resume.pt pair); {run_dir} is kept "
+                   f"with what it holds ({', '.join(results(run_dir))})")
         self.args = (msg,)
 
 

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from lsp_io.atomic import atomic_file
+from lsp_model.runfolder import EVAL_LOG, TRAIN_LOG
 
 TRAIN_HEADER = "epoch,global_step,step,mean_loss,mean_ppl,n_token_real,n_token_total,epoch_time"
 EVAL_HEADER = "epoch,global_step,step,eval_loss,eval_ppl"
@@ -35,8 +36,7 @@ def open_logs(log_dir, fp16: bool, resume_step: int | None = None):
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     files = []
-    for name, header in (("train_log.txt", TRAIN_HEADER + (FP16_EXTRA if fp16 else "")),
-                         ("eval_log.txt", EVAL_HEADER)):
+    for name, header in ((TRAIN_LOG, TRAIN_HEADER + (FP16_EXTRA if fp16 else "")), (EVAL_LOG, EVAL_HEADER)):
         path = log_dir / name
         if resume_step is not None:
             truncate_after(path, resume_step)

@@ -25,6 +25,7 @@ import torch
 
 from lsp_io.atomic import atomic_file
 from lsp_model.checkpoint import CheckpointError, load_model, resolve_checkpoint
+from lsp_model import runfolder
 from lsp_model.model import build_model, load_config
 from lsp_model.tokenizer import load_tokenizer, tokenizer_identity
 
@@ -32,7 +33,7 @@ from . import checkpoint as ckpt
 from . import distributed as dist_utils
 from . import rundir
 from .args import UsageError, resolved_config
-from .eval import eval_model_loss
+from .eval import check_gives_a_batch, eval_model_loss
 from .failures import Interrupted, TrainingDiverged, stop_on_signals
 from .logs import RunLog
 from .loss import LMLoss
@@ -267,6 +268,7 @@ def make_loaders(args, d, micro_batch, tokenizer):
     if args.eval_input_file and not args.skip_eval:
         eval_loader = DynamicBatchingLoader(args.eval_input_file, tokenizer, args.normalize_data,
                                             args.eval_batch_size, args.max_seq_length)
+        check_gives_a_batch(eval_loader, args.eval_input_file, args.eval_batch_size)
     return train_loader, eval_loader
 
 
@@ -298,8 +300,9 @@ def open_run_dir(args, d, micro_batch, config, tokenizer, stack: contextlib.Exit
 
 
 def _remove_unfinished(run_dir: Path, exc_type) -> bool:
-    """A new run that fails before its first complete checkpoint leaves no folder behind."""
-    if exc_type is not None and not ckpt.complete_steps(run_dir):
+    """A new run that fails before it wrote anything but its scaffolding leaves no folder behind;
+    a checkpoint or a log row is a result and keeps the folder (runfolder.results)."""
+    if exc_type is not None and not runfolder.results(run_dir):
         shutil.rmtree(run_dir, ignore_errors=True)
     return False
 
@@ -344,7 +347,7 @@ def start_state(args, d) -> TrainState:
 def write_run_config(args, run_dir: Path, micro_batch: int, d, fp16: bool, model) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     n_params = sum(p.numel() for p in model.parameters())
-    with atomic_file(run_dir / "run_config.json", "w") as f:
+    with atomic_file(run_dir / runfolder.RUN_CONFIG, "w") as f:
         json.dump(resolved_config(args) | {"micro_batch": micro_batch, "world_size": d.world_size,
                                            "device": str(d.device), "fp16_effective": fp16,
                                            "run_dir": str(run_dir), "n_params": n_params}, f, indent=2)

@@ -17,18 +17,14 @@ import time
 from pathlib import Path
 
 from lsp_io.atomic import atomic_file
+from lsp_model.runfolder import LOCK, run_dir_name  # noqa: F401 (the layout's owner; loop.py names it from here)
 from lsp_model.tokenizer import load_tokenizer, save_tokenizer, tokenizer_identity
 
 from .args import UsageError
 
-LOCK = "train.lock"
 # what a checkpoint's tensors do not determine, or what must equal the run's own model
 ARCH_KEYS = ("n_layer", "n_embd", "n_head", "n_positions", "vocab_size", "activation_function",
              "layer_norm_epsilon")
-
-
-def run_dir_name(lr: float, micro_batch: int, n_gpu: int, timestamp: str) -> str:
-    return f"GPT2.{lr}.{micro_batch}.{n_gpu}gpu.{timestamp}"
 
 
 def create_run_dir(output_dir, name: str) -> Path:

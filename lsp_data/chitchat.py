@@ -37,13 +37,13 @@ import sys
 from pathlib import Path
 
 from lsp_io.atomic import atomic_file
-from lsp_data.conversations import clean_text, split_value, write_heldout, write_summary
+from lsp_data.conversations import clean_text, split_value
+from lsp_data.datafolder import data_file, write_heldout, write_summary
 from lsp_data.tsv import format_line as tsv_line
 from lsp_model.tokenizer import encode_batch, file_sha256, load_tokenizer
 from lsp_model.defaults import MAX_SEQ_LEN, SEED
 from lsp_io.cli import command
 
-FILES = ("train.tsv", "test.contexts.tsv", "test.refs.tsv", "data.json")
 clean_turn = clean_text
 
 
@@ -158,7 +158,7 @@ def convert(out_dir: str | Path, n_test: int = 200, seed: int = SEED, max_seq_le
                  turns_untrained=0, turns_too_long=0, test_examples=0, n_test=n_test, seed=seed,
                  max_seq_len=max_seq_len, max_context_turns=max_context_turns,
                  max_context_tokens=max_context_tokens, max_conversations=max_conversations)
-    with atomic_file(out / "train.tsv", "w") as f:
+    with atomic_file(data_file(out, "train"), "w") as f:
         for cid in train_ids:
             turns = convs[cid]
             ranges, untrained, too_long = segments([len(x) for x in encode_batch(tok, turns)], max_seq_len)
@@ -183,7 +183,7 @@ def convert(out_dir: str | Path, n_test: int = 200, seed: int = SEED, max_seq_le
         raise DataError(f"{src}: no held-out context fits max_context_tokens={max_context_tokens}")
     write_heldout(out, examples)
     stats["test_examples"] = len(examples)
-    stats["train_sha256"] = file_sha256(out / "train.tsv")
+    stats["train_sha256"] = file_sha256(data_file(out, "train"))
     write_summary(out, stats)
     return stats
 

@@ -10,9 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .tsv import LineError, split_weight
-
-TURN_SEP = " EOS "
+from .tsv import TURN_SEP, LineError, split_weight
 FORMATS = ("auto", "dstc", "tsv")
 _KEY = re.compile(r"^\S+$")
 

@@ -41,14 +41,13 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from lsp_io.atomic import atomic_file
+from lsp_data.datafolder import FILES, write_heldout, write_summary
 from lsp_data.formats import ASSISTANT, Conversation, Malformed
 from lsp_data.tsv import format_eval_line, format_line
 from lsp_model.defaults import MAX_SEQ_LEN, SEED
 
 TRAIN_ON = ("auto", "all", "assistant", "last")
 FILTERS = ("length", "url", "repeat")
-FILES = {"train": "train.tsv", "valid": "valid.tsv", "contexts": "test.contexts.tsv",
-         "refs": "test.refs.tsv", "summary": "data.json"}
 _WS = re.compile(r"\s+")
 _EOS_WORD = re.compile(r"(?<!\S)EOS(?!\S)")
 _URL = re.compile(r"https?://|www\.\S|\S\.(com|org|net|io)\b", re.IGNORECASE)
@@ -356,22 +355,6 @@ def _drop_leaked(held: HeldOut, seen: SeenSet | None, s: Summary) -> None:
             s.drop("test_duplicate")
         if not refs:
             del held.test[ctx]
-
-
-def write_heldout(out_dir: str | Path, examples: list[tuple[str, list[str], list[str]]]) -> None:
-    """The test files from (key, context turns, references):
-      test.contexts.tsv  `key<TAB>turn EOS turn ...`       decode.py's input (DSTC form)
-      test.refs.tsv      `turn EOS turn ...<TAB>ref<TAB>...` `python -m dstc --refs`, line-aligned"""
-    out = Path(out_dir)
-    with atomic_file(out / FILES["contexts"], "w") as f:
-        f.writelines(f"{key}\t{' EOS '.join(ctx)}\n" for key, ctx, _ in examples)
-    with atomic_file(out / FILES["refs"], "w") as f:
-        f.writelines(format_eval_line(ctx, refs) + "\n" for _, ctx, refs in examples)
-
-
-def write_summary(out_dir: str | Path, summary: dict) -> None:
-    with atomic_file(Path(out_dir) / FILES["summary"], "w") as f:
-        f.write(json.dumps(summary, indent=2) + "\n")
 
 
 def prepare(records: Iterable, out_dir: str | Path, opts: Options | None = None, tokenizer=None) -> dict:

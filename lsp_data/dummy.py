@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from lsp_io.atomic import atomic_file
-from lsp_data.conversations import write_heldout, write_summary
+from lsp_data.datafolder import data_file, write_heldout, write_summary
 from lsp_data.tsv import format_line
 from lsp_model.defaults import SEED
 from lsp_io.cli import command
@@ -66,7 +66,7 @@ def generate(out_dir: str | Path, n_lines: int = 10000, n_test: int = 60, n_refs
     if n_lines < 1 or n_test < 1 or n_refs < 1:
         raise ValueError(f"n_lines, n_test and n_refs must be >= 1 (got {n_lines}, {n_test}, {n_refs})")
     out = Path(out_dir)
-    with atomic_file(out / "train.tsv", "w") as f:
+    with atomic_file(data_file(out, "train"), "w") as f:
         f.writelines(format_line([q, a], [0.0, 1.0]) + "\n" for q, a in pairs(n_lines, seed))
     rng = random.Random(seed + 1)
     tests = [QUESTIONS[i % len(QUESTIONS)] for i in range(n_test)]

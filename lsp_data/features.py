@@ -18,10 +18,6 @@ try:
 except ImportError:  # optional: faster JSON of the id lists
     orjson = None
 
-FEATURE_KEYS = ("conv_id", "input_ids", "position_ids", "token_type_ids", "lm_labels", "weights",
-                "input_len")
-
-
 def spans(lens: list[int], max_len: int):
     """Yield the (start, stop) turn ranges of the original's sliding windows, from turn lengths.
 

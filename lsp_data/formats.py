@@ -16,10 +16,13 @@ columns; the rows of one conversation are contiguous and in order.
 ParlAI text: `text:...<TAB>labels:...[<TAB>episode_done:True]` per line; `text` is the partner,
 the first of the `|`-separated `labels` (or `eval_labels`) the model's reply; `\\n`, `\\t` and
 `__PIPE__` are unescaped as ParlAI's str_to_msg does; an episode ends at `episode_done:True`.
+Line-based files are read in bounded memory (lsp_data.bounded: a record over `limit` bytes, a
+NUL byte, a bad byte, an unclosed CSV quote are reported by physical line; a BOM is dropped), and
+a turn whose text holds a NUL character (a JSON "\\u0000") is malformed too.
 """
 from __future__ import annotations
 
-import csv
+import glob
 import itertools
 import json
 import os
@@ -27,6 +30,8 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 from typing import Iterable, Iterator
+
+from .bounded import DEFAULT_LIMIT, Bad, csv_records, text_lines
 
 FORMATS = ("auto", "jsonl", "csv", "tsv", "parlai", "hf")
 ASSISTANT = "assistant"  # the speaker name of the turns trained on by `--train_on assistant`
@@ -80,36 +85,49 @@ def detect_format(path: Path) -> str:
     raise FormatError(f"{path}: cannot tell the format from the name or first line; pass --format")
 
 
-def read(path: str | Path, fmt: str = "auto", cols: Columns | None = None
+def expand_inputs(patterns: list[str]) -> list[Path]:
+    """--input values in order: a path as given, or a glob's matches (sorted); none may be empty."""
+    out = []
+    for pat in patterns:
+        if Path(pat).exists() or not glob.has_magic(pat):
+            out.append(Path(pat))
+            continue
+        found = sorted(glob.glob(pat))
+        if not found:
+            raise FormatError(f"{pat}: no file matches")
+        out += map(Path, found)
+    return out
+
+
+def read(path: str | Path, fmt: str = "auto", cols: Columns | None = None, limit: int = DEFAULT_LIMIT
          ) -> Iterator[Conversation | Malformed]:
     path, cols = Path(path), cols or Columns()
     if not path.exists():
         raise FormatError(f"{path}: no such file or folder")
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "jsonl":
-        return read_jsonl(path, cols)
+        return read_jsonl(path, cols, limit)
     if fmt in ("csv", "tsv"):
-        return read_table(path, "\t" if fmt == "tsv" else ",", cols)
+        return read_table(path, "\t" if fmt == "tsv" else ",", cols, limit)
     if fmt == "parlai":
-        return read_parlai(path)
+        return read_parlai(path, limit)
     if fmt == "hf":
         return read_hf(path, cols)
     raise FormatError(f"{path}: unknown format {fmt!r} (one of {', '.join(FORMATS)})")
 
 
-def _lines(path: Path) -> Iterator[tuple[str, str | Malformed]]:
-    """(file:line, text) of each line; undecodable lines come as Malformed."""
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            where = f"{path}:{n}"
-            try:
-                yield where, raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                yield where, Malformed(where, "undecodable", f"not UTF-8 at byte {e.start}")
+def _malformed(path: Path, bad: Bad) -> Malformed:
+    return Malformed(f"{path}:{bad.no}", bad.reason, bad.message)
 
 
-def read_jsonl(path: Path, cols: Columns) -> Iterator[Conversation | Malformed]:
-    for where, line in _lines(path):
+def _lines(path: Path, limit: int) -> Iterator[tuple[str, str | Malformed]]:
+    """(file:line, text) of each physical line; lines that cannot be used come as Malformed."""
+    for no, text in text_lines(path, limit):
+        yield f"{path}:{no}", _malformed(path, text) if isinstance(text, Bad) else text
+
+
+def read_jsonl(path: Path, cols: Columns, limit: int = DEFAULT_LIMIT) -> Iterator[Conversation | Malformed]:
+    for where, line in _lines(path, limit):
         if isinstance(line, Malformed):
             yield line
         elif line.strip():
@@ -149,6 +167,8 @@ def parse_turns(items, where: str, cols: Columns) -> Conversation | Malformed:
         if text is None:
             return Malformed(where, "bad_turn", f"turn {i}: expected a string or an object with "
                                                 f"{cols.text!r}/'content' text, got {str(item)[:60]!r}")
+        if "\x00" in text:
+            return Malformed(where, "nul_byte", f"turn {i}: a NUL character in the text")
         conv.turns.append((None if speaker is None else str(speaker), text))
     return conv
 
@@ -164,13 +184,26 @@ def parse_record(obj, where: str, cols: Columns) -> Conversation | Malformed:
 
 
 def group_rows(rows: Iterable[tuple[str, dict]], cols: Columns) -> Iterator[Conversation | Malformed]:
-    """Rows (file:line, {column: value}) -> one Conversation per run of equal conversation ids."""
-    for _, run in groupby(rows, key=lambda r: r[1].get(cols.conversation)):
+    """Rows (file:line, {column: value} or Malformed) -> one Conversation per run of equal
+    conversation ids; a Malformed row is passed on and does not split its conversation."""
+    last = [None]
+
+    def key(r):
+        if isinstance(r[1], dict):
+            last[0] = r[1].get(cols.conversation)
+        return last[0]
+    for _, run in groupby(rows, key=key):
         conv = None
         for where, row in run:
+            if isinstance(row, Malformed):
+                yield row
+                continue
             text = row.get(cols.text)
             if not isinstance(text, str):
                 yield Malformed(where, "bad_row", f"no text in column {cols.text!r}")
+                continue
+            if "\x00" in text:
+                yield Malformed(where, "nul_byte", f"a NUL character in column {cols.text!r}")
                 continue
             conv = conv or Conversation(where)
             speaker = row.get(cols.speaker)
@@ -179,25 +212,27 @@ def group_rows(rows: Iterable[tuple[str, dict]], cols: Columns) -> Iterator[Conv
             yield conv
 
 
-def read_table(path: Path, delimiter: str, cols: Columns) -> Iterator[Conversation | Malformed]:
-    csv.field_size_limit(2**31 - 1)  # a long turn is not an error
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        header = reader.fieldnames or []
-        missing = [c for c in (cols.conversation, cols.text) if c not in header]
-        if missing:
-            raise FormatError(f"{path}:1: no column {', '.join(map(repr, missing))} in the header "
-                              f"({', '.join(header[:10])}); set --conv_col/--speaker_col/--text_col")
+def read_table(path: Path, delimiter: str, cols: Columns, limit: int = DEFAULT_LIMIT
+               ) -> Iterator[Conversation | Malformed]:
+    records, early, header = csv_records(path, delimiter, limit), [], []
+    for _, fields in records:
+        if not isinstance(fields, Bad):
+            header = fields
+            break
+        early.append(_malformed(path, fields))  # before the header: counted like any other
+    missing = [c for c in (cols.conversation, cols.text) if c not in header]
+    if missing:
+        raise FormatError(f"{path}:1: no column {', '.join(map(repr, missing))} in the header "
+                          f"({', '.join(header[:10])}); set --conv_col/--speaker_col/--text_col")
 
-        def rows():
-            start = reader.line_num + 1
-            for row in reader:
-                yield f"{path}:{start}", row
-                start = reader.line_num + 1
-        try:
-            yield from group_rows(rows(), cols)
-        except UnicodeDecodeError as e:
-            raise FormatError(f"{path}:{reader.line_num + 1}: not UTF-8 ({e.reason})") from None
+    def rows():
+        yield from ((m.where, m) for m in early)
+        for no, fields in records:
+            if isinstance(fields, Bad):
+                yield f"{path}:{no}", _malformed(path, fields)
+            else:
+                yield f"{path}:{no}", dict(zip(header, fields))
+    yield from group_rows(rows(), cols)
 
 
 def _parlai_fields(line: str) -> dict[str, str]:
@@ -212,9 +247,9 @@ def _parlai_unescape(s: str) -> str:
     return s.replace("\\t", "\t").replace("\\n", "\n").replace("__PIPE__", "|")
 
 
-def read_parlai(path: Path) -> Iterator[Conversation | Malformed]:
+def read_parlai(path: Path, limit: int = DEFAULT_LIMIT) -> Iterator[Conversation | Malformed]:
     conv = None
-    for where, line in _lines(path):
+    for where, line in _lines(path, limit):
         if isinstance(line, Malformed):
             yield line
             continue

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
+from lsp_io.turns import TURN_SEP  # noqa: F401 (the TSV format's names are taken from here)
+
 # Reasons a line is malformed. The original raised (and printed) a ValueError for all but
 # `undecodable`, which crashed it; we keep its messages so reports can be compared.
 MALFORMED = ("blank_line", "missing_tab", "empty_field", "extra_tab", "empty_turn", "undecodable")
@@ -95,7 +97,7 @@ def parse_line(line: str, seen: dict | None = None) -> tuple[list[float], list[s
     if seen is None:
         seen = {}
     turns = []
-    for turn in srcs.split(" EOS "):
+    for turn in srcs.split(TURN_SEP):
         wt = seen.get(turn)
         if wt is None:
             wt = seen[turn] = split_weight(turn)
@@ -115,10 +117,10 @@ def format_line(turns: list[str], weights: list[float]) -> str:
     Every turn gets an explicit weight, so a turn that starts with a number keeps it. Texts must
     be clean (lsp_data.conversations.clean_text): no tab, newline or ` EOS `."""
     parts = [f"{w:.1f} {t}" for w, t in zip(weights, turns)]
-    return " EOS ".join(parts[:-1]) + "\t" + parts[-1]
+    return TURN_SEP.join(parts[:-1]) + "\t" + parts[-1]
 
 
 def format_eval_line(context: list[str], refs: list[str]) -> str:
     """`turn EOS turn ...<TAB>ref[<TAB>ref ...]`, no weights: LSP_train's --eval_input_file and
     the multi-reference refs.tsv of `python -m dstc`."""
-    return " EOS ".join(context) + "".join("\t" + r for r in refs)
+    return TURN_SEP.join(context) + "".join("\t" + r for r in refs)

@@ -21,15 +21,9 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from lsp_io.atomic import atomic_dir, atomic_file
 from .model import build_model, load_config, make_config
+from .runfolder import CKPT_PREFIX, latest_weights
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-# The original's run-folder checkpoint name: the one definition every writer and finder uses.
-CKPT_RE = re.compile(r"GP2-pretrain-step-(\d+)\.pkl$")
-
-
-def run_checkpoint_path(run_dir: str | os.PathLike, step: int) -> Path:
-    """`run_dir/GP2-pretrain-step-N.pkl`, the original's name for the weights after update N."""
-    return Path(run_dir) / f"GP2-pretrain-step-{step}.pkl"
 
 # Original key -> transformers key. The buffers `attn.bias` are recomputed, not stored.
 RENAMES = {"lm_head.decoder.weight": "lm_head.weight"}
@@ -156,12 +150,6 @@ def load_weights(model: GPT2LMHeadModel, sd: dict[str, torch.Tensor], source: st
     model.tie_weights()
 
 
-def latest_run_checkpoint(run_dir: Path) -> Path | None:
-    """The highest-step GP2-pretrain-step-N.pkl of a training run folder."""
-    found = [(int(m.group(1)), p) for p in run_dir.glob("GP2-pretrain-step-*.pkl") if (m := CKPT_RE.search(p.name))]
-    return max(found)[1] if found else None
-
-
 def resolve_checkpoint(path: str | os.PathLike) -> tuple[Path | None, Path | None]:
     """(weights file, config file or None) for a file, a transformers dir, or a run folder."""
     p = Path(path)
@@ -175,7 +163,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> tuple[Path | None, Path | Non
     for name in WEIGHT_FILES:
         if (p / name).is_file():
             return p / name, cfg
-    ckpt = latest_run_checkpoint(p)
+    ckpt = latest_weights(p)
     if ckpt is not None:
         return ckpt, cfg
     pkls = sorted(p.glob("*.pkl"))
@@ -183,7 +171,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> tuple[Path | None, Path | Non
         return pkls[0], cfg
     if cfg is not None:
         return None, cfg  # a config-only folder (e.g. configs/117M): random init
-    raise CheckpointError(f"{p}: no model.safetensors, pytorch_model.bin, GP2-pretrain-step-*.pkl or single .pkl")
+    raise CheckpointError(f"{p}: no {', '.join(WEIGHT_FILES)}, {CKPT_PREFIX}*.pkl or single .pkl")
 
 
 def load_model(path: str | os.PathLike, config: str | os.PathLike | GPT2Config | None = None,

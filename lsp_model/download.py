@@ -19,7 +19,6 @@ from pathlib import Path
 from lsp_io.download import DownloadError, download
 
 BASE = "https://acvrpublicycchen.blob.core.windows.net/dialogpt"
-LEGACY_BASE = "https://convaisharables.blob.core.windows.net/lsp"
 
 LSP_MODEL_URL = {
     "multiref": {

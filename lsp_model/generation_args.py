@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from lsp_io.cli import UsageError
 from lsp_io.flags import parse_bool
-from .defaults import SEED
+from .defaults import HISTORY_BUDGET, SEED
 
 
 @dataclass
@@ -180,6 +180,11 @@ def check_model_paths(args: argparse.Namespace) -> None:
         if path and not os.path.exists(path):
             what = "checkpoint" if flag.endswith("model") else flag.replace("reverse_", "reverse ")
             raise UsageError(f"{what} not found: {path} (--{flag})")
+
+
+def add_history_arg(p: argparse.ArgumentParser) -> None:
+    """--history_budget of the chat commands (interact.py, serve.py)."""
+    p.add_argument("--history_budget", type=int, default=HISTORY_BUDGET, help="max context tokens the model sees")
 
 
 def add_mmi_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from lsp_model.chat import history_context
 from lsp_model.generate import GenConfig, RowSettings, check_config, generate, row_seed
+from lsp_model.defaults import HISTORY_BUDGET
 from lsp_model.tokenizer import decode, encode_batch
 
 from .protocol import APIError, ChatRequest, Choice, CompletionRequest, Reply, TokenLogprob, _Sampling
@@ -61,7 +62,7 @@ class Job:
 
 
 class Engine:
-    def __init__(self, model, tok, eos: int, vocab: int, cfg: GenConfig, history_budget: int = 256,
+    def __init__(self, model, tok, eos: int, vocab: int, cfg: GenConfig, history_budget: int = HISTORY_BUDGET,
                  ranking: Ranking | None = None):
         self.model, self.tok, self.eos, self.vocab = model, tok, eos, vocab
         self.cfg, self.history_budget, self.ranking = cfg, history_budget, ranking

@@ -13,7 +13,6 @@ from .build import StageError, count_lines, run, say
 
 # First and last training month of each SIZE (the month lists are the Makefile's TRAIN_MONTHS_*).
 TRAIN_MONTHS = {"small": ("2005-12", "2009-12"), "full": ("2005-12", "2017-11")}
-DUMP_EXTS = (".zst", ".bz2", ".xz", ".gz", "")  # what the extractor reads (Makefile: S folder)
 
 
 def dumps_folder(repo: Path) -> Path:
@@ -24,12 +23,12 @@ def missing_dumps(size: str, folder: Path) -> list[str]:
     """RS_/RC_ dumps of the SIZE's training months that are not in `folder`."""
     first, last = TRAIN_MONTHS[size]
     y, m = map(int, first.split("-"))
+    from reddit_extractor.dumps import find_dump  # the extractor's own finder: its extensions, not a copy
     missing = []
     while f"{y:04d}-{m:02d}" <= last:
         for kind in ("RS", "RC"):
-            name = f"{kind}_{y:04d}-{m:02d}"
-            if not any((folder / (name + ext)).is_file() for ext in DUMP_EXTS):
-                missing.append(name + ".zst")
+            if find_dump(folder, kind, f"{y:04d}-{m:02d}") is None:
+                missing.append(f"{kind}_{y:04d}-{m:02d}.zst")
         y, m = (y + 1, 1) if m == 12 else (y, m + 1)
     return missing
 
@@ -62,7 +61,9 @@ def split_held_out(raw: Path, files: dict[str, Path], n_test: int, seed: int) ->
     (one pass, constant memory: the full set is ~27 GB)."""
     from lsp_io.atomic import atomic_file
     from lsp_data.contexts import strip_weight
-    from lsp_data.conversations import split_value, write_heldout, write_summary
+    from lsp_data.conversations import split_value
+    from lsp_data.datafolder import write_heldout, write_summary
+    from lsp_data.tsv import TURN_SEP
     total = count_lines(raw)
     share = min(1.0, 2 * n_test / max(1, total))  # hold out ~share of the lines, stop at n_test
     tests, kept = [], 0
@@ -71,7 +72,7 @@ def split_held_out(raw: Path, files: dict[str, Path], n_test: int, seed: int) ->
             parts = line.rstrip("\r\n").split("\t")
             if (len(tests) < n_test and len(parts) == 2 and parts[1].startswith("1.0 ")
                     and split_value(f"reddit:{i}", seed) < share):
-                ctx = [strip_weight(t) for t in parts[0].split(" EOS ")]
+                ctx = [strip_weight(t) for t in parts[0].split(TURN_SEP)]
                 tests.append((f"reddit:{i + 1}", ctx, [strip_weight(parts[1])]))
                 continue
             out.write(line)

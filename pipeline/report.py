@@ -7,6 +7,9 @@ import json
 import math
 from pathlib import Path
 
+from lsp_data.tsv import TURN_SEP
+from lsp_model.runfolder import CKPT_PREFIX, EVAL_LOG, TRAIN_LOG
+
 # Settings the report repeats (docs/demo.md says which are the original's and which the demo's).
 SHOWN = ("data", "steps", "batch_size", "lr", "warmup_steps", "valid_step", "seed", "threads", "bf16")
 
@@ -90,7 +93,7 @@ def sample_exchanges(contexts: Path, refs: Path, hyps: dict[str, Path], n: int =
     outs = {k: read_lines(p) for k, p in hyps.items()}
     blocks = []
     for i in range(min(n, len(ctx))):
-        lines = [f"**{i + 1}.**"] + [f"> {t}" for t in ctx[i].split(" EOS ")]
+        lines = [f"**{i + 1}.**"] + [f"> {t}" for t in ctx[i].split(TURN_SEP)]
         lines.append(f"- reference: {ref[i] if i < len(ref) else ''}")
         lines += [f"- {k}: {v[i] if i < len(v) else ''}" for k, v in outs.items()]
         blocks.append("\n".join(lines))
@@ -103,8 +106,8 @@ def write_report(out: Path, run_dir: Path, files: dict, results: dict, timings: 
     from lsp_io.atomic import atomic_file
 
     out = Path(out)
-    train_rows = read_csv_log(run_dir / "train_log.txt")
-    eval_rows = read_csv_log(run_dir / "eval_log.txt")
+    train_rows = read_csv_log(run_dir / TRAIN_LOG)
+    eval_rows = read_csv_log(run_dir / EVAL_LOG)
     png = plot_loss(train_rows, eval_rows, out / "loss_curve.png")
     loss = loss_summary(train_rows, eval_rows)
     metrics = {k: res for k, (_, res) in results.items()}
@@ -128,7 +131,7 @@ def write_report(out: Path, run_dir: Path, files: dict, results: dict, timings: 
               "## Where everything is", "",
               f"- data: {files['train'].parent} (train.tsv, test.contexts.tsv, test.refs.tsv, data.json)",
               f"- model config: {out / 'model' / 'config.json'}",
-              f"- run folder: {run_dir} (GP2-pretrain-step-N.pkl, train_log.txt, eval_log.txt)",
+              f"- run folder: {run_dir} ({CKPT_PREFIX}N.pkl, {TRAIN_LOG}, {EVAL_LOG})",
               *[f"- {k} hypotheses: {p}; scores: {out / 'eval' / (k + '.json')}" for k, p in hyps.items()],
               f"- logs of every stage: {out / 'logs'}", f"- this report: {out / 'report.md'}", "",
               "## Timings", "", " | ".join(f"{k} {v:.0f}s" for k, v in timings.items())]

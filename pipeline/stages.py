@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from lsp_model.runfolder import TRAIN_LOG, complete_steps, run_dirs, weights_path
+
 from .build import Interrupted, StageError, count_lines, fingerprint, run, say, stamp_matches, write_stamp
 from .settings import DemoSettings
 
@@ -47,7 +49,7 @@ def check_train_tsv(path: Path, min_lines: int) -> int:
 # data
 
 def data_files(s: DemoSettings) -> dict[str, Path]:
-    from lsp_data.conversations import FILES  # the data sources' one set of file names
+    from lsp_data.datafolder import FILES  # the data sources' one set of file names
     d = s.out / "data"
     return {"train": d / FILES["train"], "contexts": d / FILES["contexts"], "refs": d / FILES["refs"],
             "meta": d / FILES["summary"]}
@@ -177,8 +179,7 @@ def stage_prepro(s: DemoSettings, threads: int, train_tsv: Path) -> Path:
 # train (resumable)
 
 def final_checkpoint(run_dir: Path, steps: int) -> Path:
-    from lsp_model.checkpoint import run_checkpoint_path
-    return run_checkpoint_path(run_dir, steps)
+    return weights_path(run_dir, steps)
 
 
 def run_valid(run_dir: Path | None, steps: int) -> str | None:
@@ -187,22 +188,20 @@ def run_valid(run_dir: Path | None, steps: int) -> str | None:
     ckpt = final_checkpoint(run_dir, steps)
     if not ckpt.is_file():
         return f"no {ckpt.name}"
-    log = run_dir / "train_log.txt"
+    log = run_dir / TRAIN_LOG
     if not log.is_file() or count_lines(log) < 2:
-        return "no train_log.txt rows"
+        return f"no {TRAIN_LOG} rows"
     return None
 
 
 def resumable_step(run_dir: Path) -> int | None:
     """The newest update with a complete checkpoint (weights + resume state) in `run_dir`."""
-    from gpt2_training.checkpoint import complete_steps
-    steps = complete_steps(run_dir) if run_dir.is_dir() else []
+    steps = complete_steps(run_dir)
     return steps[0] if steps else None
 
 
 def new_run_dirs(train_dir: Path, before: list[str]) -> list[Path]:
-    return sorted((p for p in train_dir.glob("GPT2.*") if p.is_dir() and p.name not in before),
-                  key=lambda p: p.stat().st_mtime)
+    return sorted((p for p in run_dirs(train_dir) if p.name not in before), key=lambda p: p.stat().st_mtime)
 
 
 def train_command(s: DemoSettings, mdir: Path, init: Path | None, db: Path, eval_tsv: Path,
@@ -232,7 +231,7 @@ class TrainWatch:
         if self.run_dir is None:
             new = new_run_dirs(self.train_dir, self.before)
             self.run_dir = new[-1] if new else None
-        log = self.run_dir / "train_log.txt" if self.run_dir else None
+        log = self.run_dir / TRAIN_LOG if self.run_dir else None
         try:
             with open(log, "rb") as f:
                 f.seek(max(0, f.seek(0, 2) - 400))
@@ -283,7 +282,7 @@ def stage_train(s: DemoSettings, threads: int, bf16: bool, mdir: Path, init: Pat
     else:
         run_dir = None
     train_dir.mkdir(parents=True, exist_ok=True)
-    before = sorted(p.name for p in train_dir.glob("GPT2.*"))
+    before = [p.name for p in run_dirs(train_dir)]
     write_stamp(s.out, "train", key, run_dir=run_dir, before=before, threads=threads, done=False)
     watch = TrainWatch(train_dir, before, s.steps, run_dir)
     try:

@@ -18,6 +18,8 @@ import sys
 
 from tqdm import tqdm
 
+from lsp_io.turns import TURN_SEP
+
 from .dumps import DumpError, iter_line_batches
 from .normalise import gpt_norm, load_tokenizer
 from .outputs import AtomicFiles, remove_quietly, write_atomic
@@ -175,7 +177,7 @@ def _target(sid, pid, cid):
     turns = [_norm_turn(text) for text in chain]
     if st.leaves_only and st.clean:
         turns = [_weight(t) + ' ' + t for t in turns]
-    src = ' EOS '.join(turns[:-1])
+    src = TURN_SEP.join(turns[:-1])
     tgt = turns[-1]
     if st.clean:
         msg = filter_instance(src, tgt, info)

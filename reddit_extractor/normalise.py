@@ -5,7 +5,6 @@ Two steps: ``minimal_norm`` runs at extract time on titles and bodies, and
 train.tsv (``I think so , but ...``).
 """
 import re
-import string
 
 _ILLEGAL = re.compile(r"[^A-Za-z0-9()\[\]:,.!?'“” ]")
 # Tokens can only span a space through a spaced ellipsis (". .") or a phone
@@ -111,9 +110,6 @@ def gpt_norm(txt):
     txt = _ILLEGAL.sub(' ', txt)
     txt = txt.replace('MENTION', '__mention__').replace('URL', '__url__')
     return ' '.join(tokenized(txt).split())
-
-
-_WORD_CHARS = set(string.ascii_letters + string.digits + '_')
 
 
 class Blocklist:

@@ -17,10 +17,6 @@ except ImportError:  # pragma: no cover
     _fast_loads = None
     _FastError = ValueError
 
-SUB_FIELDS = ('id', 'score', 'num_comments', 'domain', 'permalink', 'title')
-COMM_FIELDS = ('id', 'author', 'parent_id', 'link_id', 'score', 'n_char', 'body')
-
-
 class BadRecord(Exception):
     """A dump line the original would have dropped with a traceback; args[0] is the reason."""
 

@@ -276,11 +276,11 @@ def test_zero_targets_and_bad_inputs_are_errors(tmp_path, capsys):
     assert (tmp_path / "o" / "train.tsv").read_text() == "0.0 hi\t1.0 hello there\n"
     table = tmp_path / "t.csv"
     table.write_text("id,who,what\n1,a,hi\n")
-    assert prepare_data.main(["--input", str(table), "--out", str(tmp_path / "o")]) == 1
+    assert prepare_data.main(["--input", str(table), "--out", str(tmp_path / "o2")]) == 1
     assert f"{table}:1: no column 'conversation_id', 'text'" in capsys.readouterr().err
     assert prepare_data.main(["--input", str(table), "--conv_col", "id", "--speaker_col", "who", "--text_col", "what",
-                              "--out", str(tmp_path / "o")]) == 1  # one row: nothing to train
-    assert prepare_data.main(["--input", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")]) == 1
+                              "--out", str(tmp_path / "o2")]) == 1  # one row: nothing to train
+    assert prepare_data.main(["--input", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o2")]) == 1
     assert "missing.jsonl: no such file" in capsys.readouterr().err
 
 

@@ -251,11 +251,13 @@ def test_ctrl_c_mid_training_then_resume_equals_a_straight_run(tmp_path, capsys,
     assert code == 0 and rows[0] == rows[1] and len(rows[0]) == 7
 
 
-def test_interrupt_before_the_first_checkpoint_leaves_no_folder(tmp_path, capsys, monkeypatch):
+def test_interrupt_before_the_first_update_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    """Only the run's own scaffolding (config, tokenizer, header-only logs, lock): removed."""
     code, err = cli(argv_of(tmp_path, model_dir(tmp_path, "m"), "--valid_step", 5), capsys, monkeypatch,
-                    SignalAt(batches(), signal.SIGINT, 3))
-    assert code == 130 and err[-1] == ("LSP_train.py: error: interrupted at update 1, before the first checkpoint; "
-                                       "nothing to resume (the empty run folder is removed)")
+                    SignalAt(batches(), signal.SIGINT, 1))
+    assert code == 130 and err[-1] == ("LSP_train.py: error: interrupted at update 0, before the first checkpoint; "
+                                       "nothing to resume (the run folder held only its own scaffolding and is "
+                                       "removed)")
     assert list((tmp_path / "out").iterdir()) == []
 
 
