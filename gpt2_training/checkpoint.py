@@ -4,6 +4,8 @@ Each save writes, in this order, each file atomically (temp name + rename):
   GP2-pretrain-step-N.pkl        model weights in the original layout (what tools and users load)
   GP2-pretrain-step-N.resume.pt  optimizer, loss scaler, counters, every RNG state, loader position
                                  (+ fp32 weights when the .pkl is fp16); written last = commit mark
+A LoRA run (gpt2_training/lora.py) writes the adapter folder GP2-pretrain-step-N-lora/ in place
+of the .pkl, and its resume state holds the adapter weights.
 A save killed half way leaves only a `.tmp-*` file or a .pkl without its .resume.pt, and
 `find_resume` skips it, so the previous pair stays the usable checkpoint. Everything in the
 resume state is tensors or plain Python types, so it reads back with weights_only=True.
@@ -23,6 +25,7 @@ import torch
 from lsp_io.atomic import atomic_file
 from lsp_model.checkpoint import (CKPT_RE, CheckpointError, load_weights, read_state_dict, run_checkpoint_path,
                                   save_original_pkl, save_pretrained)
+from lsp_model.lora import ADAPTER_RE, is_adapter, run_adapter_path
 
 from .args import UsageError
 from .failures import CheckpointWriteError, held_signals, writing
@@ -64,24 +67,30 @@ def set_rng_state(st: dict) -> None:
 
 
 def save_resume(run_dir, step: int, model, optimizer, scaler, counters: dict, loader_state,
-                pkl_dtype=None) -> Path:
+                pkl_dtype=None, extra: dict | None = None) -> Path:
     """The resume state; written after the .pkl (and the eval row), it marks the pair complete."""
     state = {"format": "dialogpt-resume-v1", "global_step": step, "counters": counters,
              "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
              "rng": rng_state(), "loader": loader_state}
     if pkl_dtype not in (None, torch.float32):  # the .pkl lost precision: keep the fp32 master weights
         state["model"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state |= extra or {}
     path = resume_path(run_dir, step)
     with atomic_file(path) as f:
         torch.save(state, f)
     return path
 
 
+def has_weights(run_dir, step: int) -> bool:
+    """The weights half of a pair: the .pkl, or a LoRA run's adapter folder."""
+    return pkl_path(run_dir, step).is_file() or is_adapter(run_adapter_path(run_dir, step))
+
+
 def complete_steps(run_dir) -> list[int]:
     """Steps that have both files, newest first."""
     run_dir = Path(run_dir)
     steps = [int(m.group(1)) for p in run_dir.glob("GP2-pretrain-step-*.resume.pt") if (m := STEP_RE.search(p.name))]
-    return sorted((s for s in steps if pkl_path(run_dir, s).is_file()), reverse=True)
+    return sorted((s for s in steps if has_weights(run_dir, s)), reverse=True)
 
 
 def find_resume(spec: str, output_dir: str | None) -> tuple[Path, int]:
@@ -101,11 +110,11 @@ def find_resume(spec: str, output_dir: str | None) -> tuple[Path, int]:
         if not steps:
             raise FileNotFoundError(f"{p}: no complete checkpoint (.pkl + .resume.pt)")
         return p, steps[0]
-    m = STEP_RE.search(p.name) or CKPT_RE.search(p.name)
+    m = STEP_RE.search(p.name) or CKPT_RE.search(p.name) or ADAPTER_RE.search(p.name)
     if not m:
-        raise FileNotFoundError(f"{p}: not a GP2-pretrain-step-N.pkl/.resume.pt or a run folder")
+        raise FileNotFoundError(f"{p}: not a GP2-pretrain-step-N.pkl/.resume.pt/-lora or a run folder")
     step = int(m.group(1))
-    if not (resume_path(p.parent, step).is_file() and pkl_path(p.parent, step).is_file()):
+    if not (resume_path(p.parent, step).is_file() and has_weights(p.parent, step)):
         raise FileNotFoundError(f"{p}: checkpoint of step {step} is incomplete (needs .pkl and .resume.pt)")
     return p.parent, step
 
@@ -126,10 +135,11 @@ class Checkpointer:
     position, every RNG and the TrainState. `last` is the newest complete pair's .resume.pt."""
 
     def __init__(self, run_dir, model, optimizer, scaler, loader, pkl_dtype, tokenizer=None,
-                 save_hf: bool = False, world_size: int = 1, is_main: bool = True):
+                 save_hf: bool = False, world_size: int = 1, is_main: bool = True, lora=None):
         self.run_dir, self.model, self.optimizer, self.scaler = Path(run_dir), model, optimizer, scaler
         self.loader, self.pkl_dtype, self.tokenizer, self.save_hf = loader, pkl_dtype, tokenizer, save_hf
         self.world_size, self.is_main = world_size, is_main
+        self.lora = lora  # gpt2_training.lora.LoraTraining for a LoRA run
         self.last: Path | None = None
 
     @contextlib.contextmanager
@@ -138,8 +148,12 @@ class Checkpointer:
         completes the pair. An exception in the body leaves the pair incomplete (ignored)."""
         step, last = state.global_step, self.last
         loader_state = self.loader.state_dict() if hasattr(self.loader, "state_dict") else None
-        with held_signals(), writing(pkl_path(self.run_dir, step), last):
-            save_original_pkl(self.model, pkl_path(self.run_dir, step), dtype=self.pkl_dtype)
+        weights = pkl_path(self.run_dir, step) if self.lora is None else run_adapter_path(self.run_dir, step)
+        with held_signals(), writing(weights, last):
+            if self.lora is None:
+                save_original_pkl(self.model, weights, dtype=self.pkl_dtype)
+            else:
+                self.lora.save(weights, self.model.config, self.tokenizer)
         try:
             if self.save_hf:  # a transformers dir next to the .pkl
                 with held_signals(), writing(hf_path(self.run_dir, step), last):
@@ -148,9 +162,11 @@ class Checkpointer:
             with held_signals(), writing(resume_path(self.run_dir, step), last):
                 self.last = save_resume(self.run_dir, step, self.model, self.optimizer, self.scaler,
                                         state.state_dict() | {"world_size": self.world_size}, loader_state,
-                                        self.pkl_dtype)
+                                        self.pkl_dtype if self.lora is None else None,
+                                        self.lora.resume_state() if self.lora is not None else None)
         except CheckpointWriteError:  # drop the half pair: frees the space, `last` stays the newest
             pkl_path(self.run_dir, step).unlink(missing_ok=True)
+            shutil.rmtree(run_adapter_path(self.run_dir, step), ignore_errors=True)
             shutil.rmtree(hf_path(self.run_dir, step), ignore_errors=True)
             raise
 
@@ -163,11 +179,17 @@ class Checkpointer:
         fp16), counters and running sums, optimizer, scaler, loader position, and last every RNG
         (building the model consumed some)."""
         step = resume["global_step"]
-        try:
-            load_weights(self.model, resume.get("model") or read_state_dict(pkl_path(self.run_dir, step)),
-                         source=str(self.run_dir))
-        except CheckpointError as e:
-            raise UsageError(f"--resume_from_checkpoint: {str(e).splitlines()[0]}") from None
+        if self.lora is not None:  # the base came from --init_checkpoint; the adapter from here
+            self.lora.restore(resume, self.run_dir)
+        elif "lora" in resume:
+            raise UsageError(f"--resume_from_checkpoint: {self.run_dir} is a LoRA run; resume it with its "
+                             f"--init_checkpoint and --lora_* flags")
+        else:
+            try:
+                load_weights(self.model, resume.get("model") or read_state_dict(pkl_path(self.run_dir, step)),
+                             source=str(self.run_dir))
+            except CheckpointError as e:
+                raise UsageError(f"--resume_from_checkpoint: {str(e).splitlines()[0]}") from None
         c = resume["counters"]
         state.load_state_dict(c)
         self.optimizer.load_state_dict(resume["optimizer"])
