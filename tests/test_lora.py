@@ -152,6 +152,19 @@ def test_bad_lora_flags_are_one_line_usage_errors(tmp_path):
         loop.train(lora_args(tmp_path, make_base(tmp_path), lora_target="nonsense"), ListLoader(batches()))
 
 
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_lora_with_mixed_precision(tmp_path, precision):
+    extra = dict(fp16="true") if precision == "fp16" else dict(bf16="true")
+    res = loop.train(lora_args(tmp_path, make_base(tmp_path), learning_rate=3e-3, **extra), ListLoader(batches()))
+    run = Path(res["run_dir"])
+    losses = [float(r[3]) for r in read_log(run / "train_log.txt")[1:]]
+    assert losses[-1] < losses[0]
+    adapter = read_state_dict(run / "GP2-pretrain-step-6-lora" / "adapter_model.safetensors")
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in adapter.values())
+    want = torch.float16 if precision == "fp16" else torch.float32  # the merged .pkl as the run's .pkl would be
+    assert read_state_dict(run / "GP2-pretrain-step-6.pkl")["transformer.wte.weight"].dtype == want
+
+
 # ---- the merged export: plain transformers, no peft, same logits
 
 NO_PEFT_SCRIPT = """
@@ -257,3 +270,20 @@ def test_lora_ddp_two_ranks_equal_one_rank(tmp_path):
     ra, rb = read_log(ddp_run / "train_log.txt"), read_log(Path(single["run_dir"]) / "train_log.txt")
     for x, y in zip(ra[1:], rb[1:]):
         assert abs(float(x[3]) - float(y[3])) < 1e-5 and x[5:7] == y[5:7]  # mean loss, token counts
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_frozen_head_skips_its_gradient_and_keeps_the_others(dtype):
+    from gpt2_training.loss import linear_cross_entropy
+    torch.manual_seed(0)
+    h0, w0 = torch.randn(2, 6, 8), torch.randn(20, 8)
+    labels = torch.randint(-1, 20, (2, 6))
+    grads = {}
+    for frozen in (False, True):
+        h, w = h0.clone().requires_grad_(), w0.clone().requires_grad_(not frozen)
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            loss, _ = linear_cross_entropy(h, w, labels)
+        loss.backward()
+        grads[frozen] = (loss.detach(), h.grad, w.grad)
+    assert grads[True][2] is None and grads[False][2] is not None
+    assert torch.equal(grads[True][0], grads[False][0]) and torch.equal(grads[True][1], grads[False][1])
