@@ -69,12 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
       help="exact resume: a GP2-pretrain-step-N.pkl / .resume.pt, a run folder, or 'last' (newest under --output_dir)")
     a("--save_hf", type=boolean_string, default=False, help="also write a transformers dir next to each .pkl")
     a("--gradient_checkpointing", type=boolean_string, nargs="?", const=True, default=False)
-    a("--tensorboard", type=boolean_string, nargs="?", const=True, default=False)
+    a("--tensorboard", type=boolean_string, nargs="?", const=True, default=False, help="= --report_to tensorboard")
     a("--stop_after_steps", type=int, default=0,
       help="end this invocation after N updates (the schedule still uses --num_optim_steps); resume later")
     a("--device", type=str, default=None, help="force a device, e.g. cpu (default: cuda if available)")
     a("--threads", type=int, default=None,
       help="CPU threads per process (default: $OMP_NUM_THREADS, else the cores free right now)")
+    # --- LoRA (peft; pip install dialogpt[lora]) and run tracking
+    a("--lora_r", type=int, default=0, help="LoRA rank; > 0 trains a LoRA adapter on the frozen --init_checkpoint")
+    a("--lora_alpha", type=float, default=16.0, help="LoRA scaling numerator (updates scale by alpha/r)")
+    a("--lora_dropout", type=float, default=0.0, help="dropout on the LoRA branch's input")
+    a("--lora_target", type=str, default="c_attn,c_proj,c_fc", help="comma-separated layer names LoRA adapts")
+    a("--report_to", choices=["none", "tensorboard", "wandb"], default="none",
+      help="also log the train/eval rows and the run config to TensorBoard or Weights & Biases (offline unless "
+           "WANDB_MODE says otherwise)")
     for action in p._actions[1:]:  # after -h: show each flag's default, mark the required ones
         if action.type is parse_bool:
             action.metavar = "{true,false}"
@@ -154,6 +162,20 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError("--model_name_or_path is required (a folder with config.json)")
     if not args.train_input_file:
         raise UsageError("--train_input_file is required (the DB folder made by prepro.py)")
+    if args.tensorboard and args.report_to == "none":
+        args.report_to = "tensorboard"
+    if args.lora_r < 0:
+        raise UsageError(f"--lora_r {args.lora_r}: must be 0 (off) or a positive rank")
+    if args.lora_r:
+        if args.init_checkpoint in (None, "", "None"):
+            raise UsageError("--lora_r needs --init_checkpoint (the frozen base model the adapter trains on)")
+        if args.save_hf:
+            raise UsageError("--save_hf with --lora_r: LoRA checkpoints hold the adapter alone; the merged "
+                             "transformers folder is written at the end (or by python -m lsp_model.convert --merge)")
+        if not 0 <= args.lora_dropout < 1 or args.lora_alpha <= 0:
+            raise UsageError("--lora_dropout must be in [0, 1) and --lora_alpha positive")
+        if not any(t.strip() for t in args.lora_target.split(",")):
+            raise UsageError("--lora_target: no layer name given")
 
 
 def resolved_config(args: argparse.Namespace) -> dict:

@@ -4,6 +4,8 @@ Each save writes, in this order, each file atomically (temp name + rename):
   GP2-pretrain-step-N.pkl        model weights in the original layout (what tools and users load)
   GP2-pretrain-step-N.resume.pt  optimizer, loss scaler, counters, every RNG state, loader position
                                  (+ fp32 weights when the .pkl is fp16); written last = commit mark
+A LoRA run (gpt2_training/lora.py) writes the adapter folder GP2-pretrain-step-N-lora/ in place
+of the .pkl, and its resume state holds the adapter weights.
 A save killed half way leaves only a `.tmp-*` file or a .pkl without its .resume.pt, and
 `find_resume` skips it, so the previous pair stays the usable checkpoint. Everything in the
 resume state is tensors or plain Python types, so it reads back with weights_only=True.
@@ -22,7 +24,8 @@ import torch
 from lsp_io.atomic import atomic_file
 from lsp_model.checkpoint import CheckpointError, load_weights, read_state_dict, save_original_pkl, save_pretrained
 # the run folder's names are lsp_model.runfolder's; loop.py names them from here
-from lsp_model.runfolder import CKPT_PREFIX, complete_steps, hf_path, resume_path, step_of  # noqa: F401
+from lsp_model.runfolder import (CKPT_PREFIX, adapter_path, complete_steps, has_weights, hf_path,  # noqa: F401
+                                 resume_path, step_of)
 from lsp_model.runfolder import weights_path as pkl_path
 
 from .args import UsageError
@@ -50,13 +53,14 @@ def set_rng_state(st: dict) -> None:
 
 
 def save_resume(run_dir, step: int, model, optimizer, scaler, counters: dict, loader_state,
-                pkl_dtype=None) -> Path:
+                pkl_dtype=None, extra: dict | None = None) -> Path:
     """The resume state; written after the .pkl (and the eval row), it marks the pair complete."""
     state = {"format": "dialogpt-resume-v1", "global_step": step, "counters": counters,
              "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
              "rng": rng_state(), "loader": loader_state}
     if pkl_dtype not in (None, torch.float32):  # the .pkl lost precision: keep the fp32 master weights
         state["model"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state |= extra or {}
     path = resume_path(run_dir, step)
     with atomic_file(path) as f:
         torch.save(state, f)
@@ -80,10 +84,6 @@ def find_resume(spec: str, output_dir: str | None) -> tuple[Path, int]:
         if not steps:
             raise FileNotFoundError(f"{p}: no complete checkpoint (.pkl + .resume.pt)")
         return p, steps[0]
-    step = step_of(p)
-    if step is None:
-        raise FileNotFoundError(f"{p}: not a {CKPT_PREFIX}N.pkl/.resume.pt or a run folder")
-    if not (resume_path(p.parent, step).is_file() and pkl_path(p.parent, step).is_file()):
         raise FileNotFoundError(f"{p}: checkpoint of step {step} is incomplete (needs .pkl and .resume.pt)")
     return p.parent, step
 
@@ -104,10 +104,11 @@ class Checkpointer:
     position, every RNG and the TrainState. `last` is the newest complete pair's .resume.pt."""
 
     def __init__(self, run_dir, model, optimizer, scaler, loader, pkl_dtype, tokenizer=None,
-                 save_hf: bool = False, world_size: int = 1, is_main: bool = True):
+                 save_hf: bool = False, world_size: int = 1, is_main: bool = True, lora=None):
         self.run_dir, self.model, self.optimizer, self.scaler = Path(run_dir), model, optimizer, scaler
         self.loader, self.pkl_dtype, self.tokenizer, self.save_hf = loader, pkl_dtype, tokenizer, save_hf
         self.world_size, self.is_main = world_size, is_main
+        self.lora = lora  # gpt2_training.lora.LoraTraining for a LoRA run
         self.last: Path | None = None
 
     @contextlib.contextmanager
@@ -116,8 +117,12 @@ class Checkpointer:
         completes the pair. An exception in the body leaves the pair incomplete (ignored)."""
         step, last = state.global_step, self.last
         loader_state = self.loader.state_dict() if hasattr(self.loader, "state_dict") else None
-        with held_signals(), writing(pkl_path(self.run_dir, step), last):
-            save_original_pkl(self.model, pkl_path(self.run_dir, step), dtype=self.pkl_dtype)
+        weights = pkl_path(self.run_dir, step) if self.lora is None else adapter_path(self.run_dir, step)
+        with held_signals(), writing(weights, last):
+            if self.lora is None:
+                save_original_pkl(self.model, weights, dtype=self.pkl_dtype)
+            else:
+                self.lora.save(weights, self.model.config, self.tokenizer)
         try:
             if self.save_hf:  # a transformers dir next to the .pkl
                 with held_signals(), writing(hf_path(self.run_dir, step), last):
@@ -126,9 +131,11 @@ class Checkpointer:
             with held_signals(), writing(resume_path(self.run_dir, step), last):
                 self.last = save_resume(self.run_dir, step, self.model, self.optimizer, self.scaler,
                                         state.state_dict() | {"world_size": self.world_size}, loader_state,
-                                        self.pkl_dtype)
+                                        self.pkl_dtype if self.lora is None else None,
+                                        self.lora.resume_state() if self.lora is not None else None)
         except CheckpointWriteError:  # drop the half pair: frees the space, `last` stays the newest
             pkl_path(self.run_dir, step).unlink(missing_ok=True)
+            shutil.rmtree(adapter_path(self.run_dir, step), ignore_errors=True)
             shutil.rmtree(hf_path(self.run_dir, step), ignore_errors=True)
             raise
 
@@ -141,11 +148,17 @@ class Checkpointer:
         fp16), counters and running sums, optimizer, scaler, loader position, and last every RNG
         (building the model consumed some)."""
         step = resume["global_step"]
-        try:
-            load_weights(self.model, resume.get("model") or read_state_dict(pkl_path(self.run_dir, step)),
-                         source=str(self.run_dir))
-        except CheckpointError as e:
-            raise UsageError(f"--resume_from_checkpoint: {str(e).splitlines()[0]}") from None
+        if self.lora is not None:  # the base came from --init_checkpoint; the adapter from here
+            self.lora.restore(resume, self.run_dir)
+        elif "lora" in resume:
+            raise UsageError(f"--resume_from_checkpoint: {self.run_dir} is a LoRA run; resume it with its "
+                             f"--init_checkpoint and --lora_* flags")
+        else:
+            try:
+                load_weights(self.model, resume.get("model") or read_state_dict(pkl_path(self.run_dir, step)),
+                             source=str(self.run_dir))
+            except CheckpointError as e:
+                raise UsageError(f"--resume_from_checkpoint: {str(e).splitlines()[0]}") from None
         c = resume["counters"]
         state.load_state_dict(c)
         self.optimizer.load_state_dict(resume["optimizer"])

@@ -1,4 +1,5 @@
-"""train_log.txt / eval_log.txt exactly as the original wrote them, the tqdm bar and tensorboard.
+"""train_log.txt / eval_log.txt exactly as the original wrote them, the tqdm bar, and the same rows
+to the --report_to tracker (tracking.py).
 
 Row convention (kept for plotting scripts): a row written after update k, in 0-based epoch e,
 after s micro-steps shows `e+1, k+1, s+1` (the original's off-by-one: the first row says
@@ -47,15 +48,21 @@ def open_logs(log_dir, fp16: bool, resume_step: int | None = None):
     return files
 
 
-def train_row(epoch, global_step, step, mean_loss, mean_ppl, n_real, n_total, epoch_time, scaler=None) -> str:
-    row = f"{epoch + 1},{global_step + 1},{step + 1},{mean_loss},{mean_ppl},{n_real},{n_total},{epoch_time}"
+def train_values(epoch, global_step, step, mean_loss, mean_ppl, n_real, n_total, epoch_time, scaler=None) -> dict:
+    """A train_log.txt row as {column: value}."""
+    row = dict(zip(TRAIN_HEADER.split(","), (epoch + 1, global_step + 1, step + 1, mean_loss, mean_ppl, n_real,
+                                             n_total, epoch_time)))
     if scaler is not None:
-        row += f",{scaler.cur_scale},{scaler.n_skipped}"
+        row |= {"loss_scale": scaler.cur_scale, "n_skipped": scaler.n_skipped}
     return row
 
 
-def eval_row(epoch, global_step, step, eval_loss, eval_ppl) -> str:
-    return f"{epoch + 1},{global_step + 1},{step + 1},{eval_loss},{eval_ppl}"
+def eval_values(epoch, global_step, step, eval_loss, eval_ppl) -> dict:
+    return dict(zip(EVAL_HEADER.split(","), (epoch + 1, global_step + 1, step + 1, eval_loss, eval_ppl)))
+
+
+def as_line(row: dict) -> str:
+    return ",".join(str(v) for v in row.values())
 
 
 def make_pbar(total: int, initial: int, enabled: bool):
@@ -70,23 +77,19 @@ def pbar_postfix(n_real_all, epoch_time, mean_ppl, mean_loss, lr, epoch) -> str:
 
 
 class RunLog:
-    """Everything a run reports: train_log/eval_log rows, the progress bar, tensorboard and the
-    fp16 overflow message. Writes on the main process only (`enabled`); a no-op elsewhere."""
+    """Everything a run reports: train_log/eval_log rows, the progress bar, the --report_to tracker
+    and the fp16 overflow message. Writes on the main process only (`enabled`); a no-op elsewhere."""
 
     def __init__(self, log_dir, fp16: bool, resume_step: int | None, total: int, initial: int,
-                 enabled: bool, pbar: bool, tensorboard: bool):
-        self.train_f = self.eval_f = self.tb = None
+                 enabled: bool, pbar: bool, report_to: str = "none", config: dict | None = None):
+        from .tracking import Tracker, open_tracker
+        self.train_f = self.eval_f = None
+        self.tracker = Tracker()
         self.pbar = make_pbar(total, initial, enabled and pbar)
         if not enabled:
             return
         self.train_f, self.eval_f = open_logs(log_dir, fp16, resume_step)
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(str(Path(log_dir) / "tensorboard"))
-            except ImportError:
-                logger.warning("--tensorboard: tensorboard is not installed (pip install dialogpt[tensorboard]); "
-                               "skipped")
+        self.tracker = open_tracker(report_to, log_dir, config or {})
 
     def update(self, state, s: dict, lr: float, scaler=None, ok: bool = True) -> None:
         """After update `state.global_step`: `s` = TrainState.finish_update's values."""
@@ -95,26 +98,24 @@ class RunLog:
         self.pbar.update(1)
         self.pbar.set_postfix_str(pbar_postfix(s["n_token_real"], s["epoch_time"], s["mean_ppl"], s["mean_loss"],
                                                lr, state.epoch), refresh=False)
-        print(train_row(state.epoch, state.global_step, state.step, s["mean_loss"], s["mean_ppl"],
-                        s["n_token_real"], s["n_token_total"], s["epoch_time"], scaler), file=self.train_f)
+        row = train_values(state.epoch, state.global_step, state.step, s["mean_loss"], s["mean_ppl"],
+                           s["n_token_real"], s["n_token_total"], s["epoch_time"], scaler)
+        print(as_line(row), file=self.train_f)
         if scaler is not None and not ok:
             logger.info("fp16 overflow at update %d: step skipped, loss scale -> %g", state.global_step,
                         scaler.cur_scale)
-        self.scalars("train", state.global_step, loss=s["mean_loss"], ppl=s["mean_ppl"], lr=lr)
+        self.tracker.log("train", row["global_step"], row | {"lr": lr})
 
     def eval(self, state, eval_loss: float, eval_ppl: float) -> None:
         if self.eval_f is None:
             return
-        print(eval_row(state.epoch, state.global_step, state.step, eval_loss, eval_ppl), file=self.eval_f)
-        self.scalars("eval", state.global_step, loss=eval_loss)
-
-    def scalars(self, prefix: str, step: int, **values) -> None:
-        if self.tb is not None:
-            for k, v in values.items():
-                self.tb.add_scalar(f"{prefix}/{k}", v, step)
+        row = eval_values(state.epoch, state.global_step, state.step, eval_loss, eval_ppl)
+        print(as_line(row), file=self.eval_f)
+        self.tracker.log("eval", row["global_step"], row)
 
     def close(self) -> None:
         self.pbar.close()
-        for f in (self.train_f, self.eval_f, self.tb):
+        self.tracker.close()
+        for f in (self.train_f, self.eval_f):
             if f is not None:
                 f.close()

@@ -26,6 +26,7 @@ import torch
 from lsp_io.atomic import atomic_file
 from lsp_model.checkpoint import CheckpointError, load_model, resolve_checkpoint
 from lsp_model import runfolder
+from lsp_model.lora import find_adapter
 from lsp_model.model import build_model, load_config
 from lsp_model.tokenizer import load_tokenizer, tokenizer_identity
 
@@ -34,12 +35,13 @@ from . import distributed as dist_utils
 from . import rundir
 from .args import UsageError, resolved_config
 from .eval import check_gives_a_batch, eval_model_loss
-from .failures import Interrupted, TrainingDiverged, stop_on_signals
+from .failures import Interrupted, TrainingDiverged, held_signals, stop_on_signals, writing
 from .logs import RunLog
 from .loss import LMLoss
 from .optim import LossScaler, build_optimizer, optimizer_step
 from .schedule import set_lr
 from .state import TrainState
+from .tracking import check_available
 
 logger = logging.getLogger("LSP_train")
 
@@ -65,6 +67,7 @@ class Run:
     fp16: bool
     micro_batch: int
     last: dict = field(default_factory=dict)  # the last update's (and eval's) values
+    lora: object = None  # gpt2_training.lora.LoraTraining for a LoRA run
 
     def summary(self) -> dict:
         st = self.state
@@ -81,6 +84,8 @@ def train(args, train_loader=None, eval_loader=None) -> dict:
         with stop_on_signals(), contextlib.ExitStack() as stack:  # stack: lock, logs, cleanup
             run = open_run(args, d, train_loader, eval_loader, stack)
             train_loop(run)
+            if run.lora is not None and run.state.global_step >= args.num_optim_steps:
+                finish_lora(run)
         return run.summary()
     except Interrupted as e:
         if run is not None:
@@ -182,6 +187,16 @@ def save_and_eval(run: Run) -> None:
     dist_utils.barrier(run.d)
 
 
+def finish_lora(run: Run) -> None:
+    """The end of a LoRA run: the adapter merged and written as a .pkl and a transformers folder."""
+    from .checkpoint import hf_path
+    if run.d.is_main:
+        with held_signals(), writing(hf_path(run.ckpt.run_dir, run.state.global_step), run.ckpt.last):
+            run.raw_model = run.lora.export_merged(run.ckpt.run_dir, run.state.global_step, run.ckpt.pkl_dtype,
+                                                   run.ckpt.tokenizer)
+    dist_utils.barrier(run.d)
+
+
 # ---------------------------------------------------------------------------------------------
 # setup: every check before heavy work, then model, optimizer, state and run folder
 
@@ -191,31 +206,31 @@ def open_run(args, d, train_loader, eval_loader, stack: contextlib.ExitStack) ->
     if args.bf16 and args.fp16 and d.is_main:
         logger.info("--bf16 true: training in bf16 with the fp32 optimizer (fp16 off)")
     micro_batch = args.train_batch_size // args.gradient_accumulation_steps
+    check_available(args.report_to)
     seed_everything(args.seed)
     config, tokenizer = check_inputs(args, eval_loader)
     if train_loader is None:
         train_loader, made_eval = make_loaders(args, d, micro_batch, tokenizer)
         eval_loader = eval_loader or made_eval
     run_dir, resume = open_run_dir(args, d, micro_batch, config, tokenizer, stack)
-    raw_model, model = build_models(args, d, config)
+    raw_model, model, lora = build_models(args, d, config)
     optimizer = build_optimizer(raw_model, args.optim, args.learning_rate, fp16, d.device)
     scaler = LossScaler(args.loss_scale) if fp16 else None
     state = start_state(args, d)
     checkpointer = ckpt.Checkpointer(run_dir, raw_model, optimizer, scaler, train_loader,
                                      torch.float16 if fp16 else None, tokenizer, args.save_hf, d.world_size,
-                                     d.is_main)
+                                     d.is_main, lora)
     if resume is not None:
         checkpointer.restore(resume, state)
         if d.is_main and not (run_dir / "config.json").is_file():  # a run folder of an older version
             rundir.describe(run_dir, config, tokenizer)
     log_dir = Path(args.log_dir) if args.log_dir else run_dir
-    if d.is_main:
-        write_run_config(args, run_dir, micro_batch, d, fp16, raw_model)
+    run_config = write_run_config(args, run_dir, micro_batch, d, fp16, raw_model) if d.is_main else {}
     log = RunLog(log_dir, fp16, resume["global_step"] if resume else None, args.num_optim_steps,
-                 state.global_step, d.is_main, args.pbar, args.tensorboard)
+                 state.global_step, d.is_main, args.pbar, args.report_to, run_config)
     stack.callback(log.close)
     return Run(args, d, config, raw_model, model, optimizer, scaler, train_loader, eval_loader, state, log,
-               checkpointer, autocast(d.device, fp16, args.bf16), fp16, micro_batch)
+               checkpointer, autocast(d.device, fp16, args.bf16), fp16, micro_batch, lora=lora)
 
 
 def seed_everything(seed: int) -> None:
@@ -308,29 +323,38 @@ def _remove_unfinished(run_dir: Path, exc_type) -> bool:
 
 
 def build_models(args, d, config):
-    """(the GPT-2 model, the module the loop calls: LMLoss over it, DDP-wrapped on several ranks).
-    --init_checkpoint takes any path lsp_model.checkpoint reads (file, transformers dir, run folder)."""
+    """(the GPT-2 model, the module the loop calls: LMLoss over it, DDP-wrapped on several ranks,
+    the LoRA state or None). --init_checkpoint takes any path lsp_model.checkpoint reads (file,
+    transformers dir, run folder, LoRA adapter). With --lora_r the model is the frozen base with
+    LoRA layers injected (a resume loads the base again, the adapter from the resume state)."""
     init = args.init_checkpoint if args.init_checkpoint not in (None, "", "None") else None
-    if init is None or args.resume_from_checkpoint:
+    if init is None or (args.resume_from_checkpoint and not args.lora_r):
         raw_model = build_model(config)
     else:
         try:
-            weights, _ = resolve_checkpoint(init)
+            weights, _ = resolve_checkpoint(init) if find_adapter(init) is None else (init, None)
             if weights is None:
                 raise CheckpointError(f"{init}: holds no weights")
             raw_model = load_model(weights, config)
         except (CheckpointError, FileNotFoundError) as e:
             raise UsageError(f"--init_checkpoint: {str(e).splitlines()[0]}") from None
+    lora = None
+    if args.lora_r:
+        from .lora import attach
+        lora = attach(args, raw_model)
     raw_model.to(d.device)
     if args.gradient_checkpointing:
         raw_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if d.is_main:
         logger.info("Number of parameter = %d", sum(p.numel() for p in raw_model.parameters()))
+        if lora is not None:
+            logger.info("LoRA r=%d alpha=%g on %s: %d trainable", args.lora_r, args.lora_alpha, args.lora_target,
+                        sum(p.numel() for p in raw_model.parameters() if p.requires_grad))
     model = LMLoss(raw_model)  # (loss, ppl) without materialising the full logits
     if d.world_size > 1:
         dist_utils.average_parameters(raw_model, d.world_size)
         model = dist_utils.wrap_ddp(model, d)
-    return raw_model, model
+    return raw_model, model, lora
 
 
 def start_state(args, d) -> TrainState:
@@ -344,13 +368,17 @@ def start_state(args, d) -> TrainState:
     return TrainState(d.device, global_step=args.continue_from, step=args.continue_from * 2 - 1)
 
 
-def write_run_config(args, run_dir: Path, micro_batch: int, d, fp16: bool, model) -> None:
+def write_run_config(args, run_dir: Path, micro_batch: int, d, fp16: bool, model) -> dict:
+    """run_config.json (every flag, resolved, and what the run derived); returns it."""
     run_dir.mkdir(parents=True, exist_ok=True)
     n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    cfg = resolved_config(args) | {"micro_batch": micro_batch, "world_size": d.world_size, "device": str(d.device),
+                                   "fp16_effective": fp16, "run_dir": str(run_dir), "n_params": n_params,
+                                   "n_trainable": n_trainable}
     with atomic_file(run_dir / runfolder.RUN_CONFIG, "w") as f:
-        json.dump(resolved_config(args) | {"micro_batch": micro_batch, "world_size": d.world_size,
-                                           "device": str(d.device), "fp16_effective": fp16,
-                                           "run_dir": str(run_dir), "n_params": n_params}, f, indent=2)
+        json.dump(cfg, f, indent=2)
+    return cfg
 
 
 def autocast(device: torch.device, fp16: bool, bf16: bool):

@@ -18,11 +18,12 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 CHUNK_ELEMS = 1 << 25  # logits per chunk (128 MiB in fp32)
 
 
-def _head_grads_fp32(hc_all, wc, labels, inv_n, chunk):
-    """The fp32 path: logits, softmax and both gradients in fp32 (the golden-tested numbers)."""
+def _head_grads_fp32(hc_all, wc, labels, inv_n, chunk, need_dw=True):
+    """The fp32 path: logits, softmax and both gradients in fp32 (the golden-tested numbers).
+    need_dw=False (a frozen head, e.g. LoRA) skips the head-weight gradient's matmuls."""
     ce = torch.empty(hc_all.shape[0], dtype=torch.float32, device=hc_all.device)
     dh = torch.empty(hc_all.shape, dtype=torch.float32, device=hc_all.device)
-    dw = torch.zeros(wc.shape, dtype=torch.float32, device=wc.device)
+    dw = torch.zeros(wc.shape, dtype=torch.float32, device=wc.device) if need_dw else None
     for s in range(0, hc_all.shape[0], chunk):
         hc, lc = hc_all[s:s + chunk], labels[s:s + chunk]
         logits = (hc @ wc.t()).float()
@@ -35,11 +36,12 @@ def _head_grads_fp32(hc_all, wc, labels, inv_n, chunk):
         g.scatter_add_(1, safe, torch.full_like(safe, -1, dtype=g.dtype))
         g.mul_((valid.to(g.dtype) * inv_n).unsqueeze(1))
         dh[s:s + chunk] = g @ wc
-        dw += g.t() @ hc
+        if need_dw:
+            dw += g.t() @ hc
     return ce, dh, dw
 
 
-def _head_grads_low(hc_all, wc, labels, inv_n, chunk):
+def _head_grads_low(hc_all, wc, labels, inv_n, chunk, need_dw=True):
     """bf16/fp16 matmuls, log-softmax in fp32. Few passes over vocabulary-sized tensors (they
     dominate at 117M on CPU): logits go bf16 -> fp32 log-probs in one pass, the scaled softmax
     gradient is written straight to bf16, and the head-weight gradient stays in the matmul's
@@ -58,8 +60,9 @@ def _head_grads_low(hc_all, wc, labels, inv_n, chunk):
         gl = torch.empty(g.shape, dtype=wc.dtype, device=g.device)
         torch.mul(g, (valid.to(g.dtype) * inv_n).unsqueeze(1), out=gl)
         dh[s:s + chunk] = gl @ wc
-        part = gl.t() @ hc
-        dw = part if dw is None else (dw.float() if dw.dtype != torch.float32 else dw).add_(part)
+        if need_dw:
+            part = gl.t() @ hc
+            dw = part if dw is None else (dw.float() if dw.dtype != torch.float32 else dw).add_(part)
     return ce, dh, dw
 
 
@@ -70,7 +73,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         inv_n = grad_scale / n_valid.to(torch.float32)
         chunk = max(1, CHUNK_ELEMS // w.shape[0])
         grads = _head_grads_fp32 if compute_dtype == torch.float32 else _head_grads_low
-        ce, dh, dw = grads(h.to(compute_dtype), w.to(compute_dtype), labels, inv_n, chunk)
+        ce, dh, dw = grads(h.to(compute_dtype), w.to(compute_dtype), labels, inv_n, chunk, ctx.needs_input_grad[1])
         ctx.save_for_backward(dh, dw)
         ctx.grad_scale = grad_scale
         ctx.dtypes = (h.dtype, w.dtype)
@@ -82,6 +85,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss, _grad_ce):
         dh, dw = ctx.saved_tensors
         k = grad_loss / ctx.grad_scale
+        if dw is None:  # a frozen head
+            return (dh * k).to(ctx.dtypes[0]), None, None, None, None
         if dw.dtype != ctx.dtypes[1]:  # low-precision path: one cast, and x1 skipped on CPU
             dw = dw.to(ctx.dtypes[1])
             if dw.device.type != "cpu" or k.item() != 1.0:

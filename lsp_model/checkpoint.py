@@ -179,8 +179,13 @@ def load_model(path: str | os.PathLike, config: str | os.PathLike | GPT2Config |
     """A GPT2LMHeadModel (fp32, eval mode off) from any checkpoint layout this toolkit knows.
 
     `config` (a config.json, a folder holding one, or a GPT2Config) wins over the checkpoint's
-    own config.json; without either the size is inferred from tensor shapes.
+    own config.json; without either the size is inferred from tensor shapes. A LoRA adapter
+    folder (or a LoRA run folder) is merged into its base on load (lsp_model.lora).
     """
+    from .lora import find_adapter, load_merged
+    adapter = find_adapter(path)
+    if adapter is not None:
+        return load_merged(adapter, config, attn_implementation)
     weights, cfg_file = resolve_checkpoint(path)
     sd = read_state_dict(weights) if weights is not None else None
     if isinstance(config, GPT2Config):

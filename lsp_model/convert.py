@@ -4,6 +4,7 @@
     python -m lsp_model.convert models/small_ft small_ft.pkl          # directory -> .pkl
     python -m lsp_model.convert tiny.pkl out_dir --config config.json # head count not inferable
     python -m lsp_model.convert --chat_template models/DialoGPT-medium # add the chat template
+    python -m lsp_model.convert --merge RUN/GP2-pretrain-step-N-lora merged_dir   # LoRA adapter merged
 
 The direction follows from the paths: a destination ending in .pkl/.pt/.bin is written in the
 original layout, anything else becomes a transformers directory. `--config` (a config.json or a
@@ -11,6 +12,8 @@ folder holding one, original or transformers keys) gives the architecture when t
 cannot tell it: the head count is assumed only for the released widths (768/1024/1280).
 Every directory written carries DialoGPT's chat template (lsp_model.chat_template);
 `--chat_template DIR` adds it to a folder downloaded from the hub, in place.
+`--merge` takes a LoRA adapter folder (or a LoRA run folder) and writes its base with the adapter
+merged in: a plain model that needs no peft to load. `--base` replaces the recorded base path.
 """
 from __future__ import annotations
 
@@ -25,15 +28,22 @@ from lsp_io.cli import command
 PKL_SUFFIXES = (".pkl", ".pt", ".bin")
 
 
-def convert(src: str, dst: str, config: str | None = None, fp16: bool = False, overwrite: bool = False) -> Path:
+def convert(src: str, dst: str, config: str | None = None, fp16: bool = False, overwrite: bool = False,
+            merge: bool = False, base: str | None = None) -> Path:
     import torch
 
-    from .checkpoint import load_model, save_original_pkl, save_pretrained
+    from .checkpoint import CheckpointError, load_model, save_original_pkl, save_pretrained
+    from .lora import find_adapter, load_merged
     from .tokenizer import load_tokenizer
-    model = load_model(src, config=config)
     out = Path(dst)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists (pass --overwrite)")
+    adapter = find_adapter(src) if merge or base else None
+    if (merge or base) and adapter is None:
+        raise CheckpointError(f"{src}: not a LoRA adapter folder (adapter_config.json) or a LoRA run folder")
+    model = load_merged(adapter, config, base=base) if adapter is not None else load_model(src, config=config)
+    if adapter is not None:
+        src = str(adapter)  # its tokenizer
     if out.suffix in PKL_SUFFIXES:
         return save_original_pkl(model, out, dtype=torch.float16 if fp16 else None)
     src_dir = Path(src) if Path(src).is_dir() else Path(src).parent
@@ -50,6 +60,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", help="config.json or folder holding one, when the size cannot be inferred")
     ap.add_argument("--fp16", action="store_true", help="write float16 weights, like the released .pkl files")
     ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--merge", action="store_true", help="src is a LoRA adapter (or LoRA run) folder: merge it")
+    ap.add_argument("--base", help="with --merge: the base checkpoint, instead of the path the adapter records")
     args = ap.parse_args(argv)
     if args.chat_template is not None:
         if args.src or args.dst:
@@ -66,7 +78,7 @@ def main(argv=None) -> int:
     from .checkpoint import CheckpointError
     from .tokenizer import TokenizerNotFound
     try:
-        out = convert(args.src, args.dst, args.config, args.fp16, args.overwrite)
+        out = convert(args.src, args.dst, args.config, args.fp16, args.overwrite, args.merge, args.base)
     except (CheckpointError, FileNotFoundError, FileExistsError, TokenizerNotFound, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

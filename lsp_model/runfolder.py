@@ -6,6 +6,7 @@ it (torch-free, so the demo's parent process finds files without importing torch
         GP2-pretrain-step-N.pkl        weights after update N, the original's layout (and its name)
         GP2-pretrain-step-N.resume.pt  the exact-resume state; written last, so it marks N complete
         GP2-pretrain-step-N-hf/        a transformers export of N (--save_hf)
+        GP2-pretrain-step-N-lora/      a LoRA run's weights after update N: the adapter alone (peft)
         train_log.txt, eval_log.txt    the original's CSV logs
         train.lock                     held while a process trains here
         config.json + tokenizer files  what makes the folder loadable by itself
@@ -25,6 +26,8 @@ RUN_PREFIX = "GPT2."
 CKPT_PREFIX = "GP2-pretrain-step-"
 WEIGHTS_RE = re.compile(rf"{CKPT_PREFIX}(\d+)\.pkl$")
 RESUME_RE = re.compile(rf"{CKPT_PREFIX}(\d+)\.resume\.pt$")
+ADAPTER_RE = re.compile(rf"{CKPT_PREFIX}(\d+)-lora$")
+ADAPTER_CONFIG = "adapter_config.json"   # peft's: marks a folder as an adapter
 TRAIN_LOG, EVAL_LOG = "train_log.txt", "eval_log.txt"
 LOCK = "train.lock"
 RUN_CONFIG = "run_config.json"
@@ -55,9 +58,23 @@ def hf_path(run_dir: str | os.PathLike, step: int) -> Path:
     return Path(run_dir) / f"{CKPT_PREFIX}{step}-hf"
 
 
+def adapter_path(run_dir: str | os.PathLike, step: int) -> Path:
+    return Path(run_dir) / f"{CKPT_PREFIX}{step}-lora"
+
+
+def is_adapter(path: str | os.PathLike) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def has_weights(run_dir: str | os.PathLike, step: int) -> bool:
+    """The weights half of a checkpoint pair: the .pkl, or a LoRA run's adapter folder."""
+    return weights_path(run_dir, step).is_file() or is_adapter(adapter_path(run_dir, step))
+
+
 def step_of(path: str | os.PathLike) -> int | None:
-    """N of a GP2-pretrain-step-N.pkl or .resume.pt name, else None."""
-    m = WEIGHTS_RE.search(Path(path).name) or RESUME_RE.search(Path(path).name)
+    """N of a GP2-pretrain-step-N.pkl, .resume.pt or -lora name, else None."""
+    name = Path(path).name
+    m = WEIGHTS_RE.search(name) or RESUME_RE.search(name) or ADAPTER_RE.search(name)
     return int(m.group(1)) if m else None
 
 
@@ -78,10 +95,14 @@ def latest_weights(run_dir: str | os.PathLike) -> Path | None:
     return weights_path(run_dir, steps[0]) if steps else None
 
 
+def adapter_steps(run_dir: str | os.PathLike) -> list[int]:
+    """Updates with an adapter folder, newest first."""
+    return sorted((s for s in _steps(Path(run_dir), ADAPTER_RE) if is_adapter(adapter_path(run_dir, s))), reverse=True)
+
+
 def complete_steps(run_dir: str | os.PathLike) -> list[int]:
-    """Updates with both files (.pkl and .resume.pt), newest first: the ones exact resume can use."""
-    run_dir = Path(run_dir)
-    return sorted((s for s in _steps(run_dir, RESUME_RE) if weights_path(run_dir, s).is_file()), reverse=True)
+    """Updates with both halves (weights and .resume.pt), newest first: the ones exact resume can use."""
+    return sorted((s for s in _steps(Path(run_dir), RESUME_RE) if has_weights(run_dir, s)), reverse=True)
 
 
 def results(run_dir: str | os.PathLike) -> list[str]:
