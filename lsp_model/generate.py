@@ -17,6 +17,7 @@ own loop (transformers' cache) with the same processors in the same order, as `p
 from __future__ import annotations
 
 import heapq
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -225,7 +226,8 @@ class Decoder:
       exempt); 3. frequency and presence penalties on tokens of the reply; 4. no_repeat_ngram_size
       bans; 5. EOS banned below min_new_tokens; then greedy takes the argmax, sampling applies
       temperature, top-k, top-p and draws.
-    Not thread-safe: call it from one thread (`cancel` from another is applied at the next step)."""
+    `step` runs on one thread; `add` and `cancel` may come from others (they take effect at the
+    next step)."""
 
     def __init__(self, model, eos_id: int, vocab_limit: int | None = None, device=None):
         self.model, self.eos = model, eos_id
@@ -240,6 +242,7 @@ class Decoder:
         self.tok = self.pos = None           # per live row: the token to feed next, its position - 1
         self.seen = self.counts = None       # [rows, vocab]: context+reply tokens, reply token counts
         self._next = 0
+        self._lock = threading.Lock()        # guards pending, cancelled and _next
         self._plan = None                    # per-row setting tensors, rebuilt when rows change
 
     def __len__(self) -> int:
@@ -252,23 +255,26 @@ class Decoder:
             raise ValueError(f"context of {len(context)} tokens leaves no room in n_positions={self.n_positions}; "
                              "truncate it first (chat.fit_context)")
         settings.check(self.vocab)
-        row = _Row(self._next, list(context), settings)
-        self._next += 1
-        self.pending.append(row)
+        with self._lock:
+            row = _Row(self._next, list(context), settings)
+            self._next += 1
+            self.pending.append(row)
         return row.handle
 
     def cancel(self, row: int) -> None:
-        if any(r.handle == row for r in self.rows + self.pending):
-            self.cancelled.add(row)
+        with self._lock:
+            if any(r.handle == row for r in self.rows + self.pending):
+                self.cancelled.add(row)
 
     @torch.no_grad()
     def step(self) -> list[StepEvent]:
-        self._drop([i for i, r in enumerate(self.rows) if r.handle in self.cancelled])
-        self.pending = [r for r in self.pending if r.handle not in self.cancelled]
-        self.cancelled.clear()
-        if not self.rows and not self.pending:
+        with self._lock:
+            new, cancelled = self.pending, self.cancelled
+            self.pending, self.cancelled = [], set()
+        self._drop([i for i, r in enumerate(self.rows) if r.handle in cancelled])
+        new = [r for r in new if r.handle not in cancelled]
+        if not self.rows and not new:
             return []
-        new, self.pending = self.pending, []
         live = self.rows + new
         steps = max(r.s.max_new_tokens - r.n_gen for r in live) + 1
         self.cache.reserve(len(new), max((len(r.context) for r in new), default=0), steps)
