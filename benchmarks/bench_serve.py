@@ -14,8 +14,12 @@ Closed-loop clients (each sends again when answered) for a fixed time per round;
 that end inside the window count. Rounds alternate between the servers and settings (a shared
 CPU's noise hits both). Prints requests/s, p50/p95 latency and p50 time to first token per
 round, then per setting the median [min-max] over rounds and our/peer ratios, with the load.
-transformers serve runs offline here once `accelerate` is installed; its default KV cache
-sizing was killed for memory on a 23 GiB machine, so it gets `--cb-num-blocks 256`.
+transformers serve runs offline here once `accelerate` is installed (`pip install -e .[bench]`);
+its default KV cache sizing was killed for memory on a 23 GiB machine, so it gets
+`--cb-num-blocks 256`; and its continuous batching dies (IndexError in
+NoRepeatNGramLogitsProcessor) on a folder whose generation_config.json sets
+no_repeat_ngram_size (our exports carry the chat preset's 3), so both servers serve a copy
+with it set to 0 (serve.py with `--preset greedy`: the same processors).
 """
 from __future__ import annotations
 
@@ -51,6 +55,16 @@ def random_model(out_dir: Path) -> Path:
     torch.manual_seed(0)
     save_pretrained(build_model(make_config(n_layer=6, n_embd=384, n_head=6)), out_dir, tokenizer=load_tokenizer())
     return out_dir
+
+
+def bench_copy(model: str, out_dir: Path) -> Path:
+    """The model folder with no_repeat_ngram_size 0 in generation_config.json (see above)."""
+    dst = Path(shutil.copytree(model, out_dir))
+    cfg_path = dst / "generation_config.json"
+    if cfg_path.exists():
+        cfg = json.loads(cfg_path.read_text()) | {"no_repeat_ngram_size": 0}
+        cfg_path.write_text(json.dumps(cfg, indent=2))
+    return dst
 
 
 def prompts(n: int = 256, max_words: int = 60) -> list[str]:
@@ -133,11 +147,6 @@ async def load_round(url: str, model: str, texts, clients: int, duration: float,
             "other": {c: codes.count(c) for c in set(codes) if c != 200}}
 
 
-def settle(url: str, seconds: float) -> None:
-    """Let the last round's hung-up requests drain (a server that cannot cancel keeps decoding them)."""
-    time.sleep(seconds)
-
-
 def med(xs) -> str:
     return f"{statistics.median(xs):.2f} [{min(xs):.2f}-{max(xs):.2f}]"
 
@@ -151,15 +160,15 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads of each server")
     p.add_argument("--peer", choices=["transformers", "none"], default="transformers")
     p.add_argument("--cb_num_blocks", type=int, default=256)
-    p.add_argument("--settle", type=float, default=3.0, help="seconds between rounds")
+    p.add_argument("--settle", type=float, default=5.0, help="seconds between rounds")
     a = p.parse_args(argv)
     tmp = tempfile.TemporaryDirectory(prefix="bench_serve-")
-    model = a.model or str(random_model(Path(tmp.name) / "random-6x384"))
+    model = str(bench_copy(a.model or str(random_model(Path(tmp.name) / "random-6x384")), Path(tmp.name) / "served"))
     texts = prompts()
     mixes = {"uniform 32": [32], "mixed 16-40": list(range(16, 41))}
     print(f"model {model}; greedy, streamed /v1/completions; {a.duration:g} s rounds x {a.rounds}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
-    ours = ["--model", model, "--model_name", "m", "--threads", str(a.threads), "--max_queue", "256",
+    ours = ["--model", model, "--model_name", "m", "--preset", "greedy", "--threads", str(a.threads), "--max_queue", "256",
             "--max_batch", "32", "--max_cost", str(1 << 20), "--timeout", "600", "--log_level", "warning"]
     servers = {"serve.py": Server(ours, env={"OMP_NUM_THREADS": str(a.threads)})}
     if a.peer == "transformers":
@@ -175,7 +184,7 @@ def main(argv=None) -> int:
             for clients in a.clients:
                 for mix, lengths in mixes.items():
                     for name, s in servers.items():
-                        settle(s.url, a.settle)
+                        time.sleep(a.settle)     # the last round's hung-up requests drain
                         load0 = os.getloadavg()[0]
                         res = asyncio.run(load_round(s.url, names[name], texts, clients, a.duration, lengths))
                         res["load"] = (load0 + os.getloadavg()[0]) / 2

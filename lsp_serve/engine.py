@@ -162,25 +162,26 @@ class Engine:
                    top_p=cfg.top_p if req.top_p is None else req.top_p,
                    repetition_penalty=cfg.repetition_penalty if req.repetition_penalty is None
                    else req.repetition_penalty,
-                   frequency_penalty=req.frequency_penalty, presence_penalty=req.presence_penalty,
+                   frequency_penalty=req.frequency_penalty or 0.0, presence_penalty=req.presence_penalty or 0.0,
                    no_repeat_ngram_size=cfg.no_repeat_ngram_size if req.no_repeat_ngram_size is None
                    else req.no_repeat_ngram_size,
                    logit_bias=bias or None, logprobs=logprobs)
+        n = req.n or 1
         ranking = self.ranking if turns is not None else None
         rerank = ranking is not None and sample
-        n_rows = ranking.num_candidates if rerank else req.n
-        if rerank and req.n > n_rows:
-            raise APIError(400, f"n={req.n} is more than the {n_rows} {ranking.name.upper()} candidates per request",
+        n_rows = ranking.num_candidates if rerank else n
+        if rerank and n > n_rows:
+            raise APIError(400, f"n={n} is more than the {n_rows} {ranking.name.upper()} candidates per request",
                            param="n")
-        if not sample and req.n > 1:
-            raise APIError(400, f"n={req.n} needs sampling (temperature > 0): greedy decoding gives one reply",
+        if not sample and n > 1:
+            raise APIError(400, f"n={n} needs sampling (temperature > 0): greedy decoding gives one reply",
                            param="n")
         if rerank:
             row["logprobs"] = 0 if logprobs is None else logprobs     # the reranker reads the forward logprob
         beam = None
         if not sample and cfg.num_beams > 1:        # the server's beam preset, unless the request samples
             beam = GenConfig(**{**cfg.__dict__, "max_new_tokens": max_tokens, "min_new_tokens": min_tokens,
-                                "num_return_sequences": cfg.num_beams if ranking else max(req.n, 1), "seed": 0})
+                                "num_return_sequences": cfg.num_beams if ranking else n, "seed": 0})
             try:
                 check_config(beam)
             except ValueError as e:
@@ -191,7 +192,7 @@ class Engine:
             rows[0].check(self.vocab)
         except ValueError as e:
             raise APIError(400, str(e), code="invalid_value") from None
-        return Job(context, turns, rows, req.n, req.stop, clean, rerank, logprobs, req.stream, beam)
+        return Job(context, turns, rows, n, req.stop, clean, rerank, logprobs, bool(req.stream), beam)
 
     # -- on the scheduler thread ------------------------------------------------------------
 

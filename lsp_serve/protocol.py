@@ -73,13 +73,13 @@ class _Sampling(_Strict):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    n: int = Field(1, ge=1, le=MAX_N)
+    n: int | None = Field(None, ge=1, le=MAX_N)     # null = the default, as OpenAI accepts
     seed: int | None = None
     stop: list[str] = []
-    stream: bool = False
+    stream: bool | None = None
     stream_options: StreamOptions | None = None
-    frequency_penalty: float = Field(0.0, ge=-2, le=2)
-    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
     # DialoGPT extensions (vLLM and transformers serve accept the same names)
     repetition_penalty: float | None = Field(None, gt=0)
@@ -143,8 +143,8 @@ class ChatRequest(_Sampling):
 class CompletionRequest(_Sampling):
     prompt: str | list[str] | list[int]
     logprobs: int | None = Field(None, ge=0, le=MAX_COMPLETION_LOGPROBS)
-    echo: Literal[False] = False
-    suffix: None = None
+    echo: bool | None = None
+    suffix: str | None = None
     best_of: int | None = Field(None, ge=1)
 
     @field_validator("prompt")
@@ -219,7 +219,13 @@ def _check_supported(req: _Sampling) -> None:
         if req.response_format and req.response_format.get("type", "text") != "text":
             raise APIError(400, "only response_format {\"type\": \"text\"} is supported", param="response_format",
                            code="unsupported")
-    elif req.best_of is not None and req.best_of != req.n:
+    elif req.echo:
+        raise APIError(400, "echo is not supported: the reply is the completion only", param="echo",
+                       code="unsupported")
+    elif req.suffix:
+        raise APIError(400, "suffix is not supported: DialoGPT continues a prompt, it does not fill in",
+                       param="suffix", code="unsupported")
+    elif req.best_of is not None and req.best_of != (req.n or 1):
         raise APIError(400, "best_of other than n is not supported (use n; with --reverse_model, MMI picks "
                        "the best candidates)", param="best_of", code="unsupported")
     if req.stream_options is not None and not req.stream:

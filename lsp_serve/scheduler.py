@@ -4,7 +4,10 @@ runs it step by step; requests join the running batch at the next step and leave
 - Admission is by cost, not count: a job holds rows x (context + max tokens) KV positions;
   `submit` refuses at once (QueueFull -> 429) when the queued and running jobs already hold
   `max_cost`, or `max_queue` jobs wait; a job that alone is over `max_cost` is TooBig (400).
-  At most `max_rows` rows decode at a time; the oldest waiting job joins when its rows fit.
+  At most `max_rows` rows decode at a time; the oldest waiting job joins when its rows fit,
+  and the jobs joining at one step have at most `max_prefill` context tokens together (one at
+  least): a burst of new requests is prefilled over a few steps, so the first of them get their
+  first token sooner and the running rows are not held up by one long prefill.
 - A cancelled job (client gone, timed out) leaves the queue at once, or its rows leave the
   batch at the next step; its cost is freed then.
 - Each step's tokens go through the job's TextStreams on this thread (detokenizing, stop
@@ -74,11 +77,11 @@ class Ticket:
 
 class Scheduler:
     def __init__(self, engine: Engine, max_rows: int = 32, max_queue: int = 128, max_cost: int = 1 << 15,
-                 stall_s: float = 30.0, decoder: Decoder | None = None):
+                 stall_s: float = 30.0, decoder: Decoder | None = None, max_prefill: int = 512):
         if max_rows < 1 or max_queue < 1 or max_cost < 1:
             raise ValueError("max_rows, max_queue and max_cost must be >= 1")
         self.engine, self.max_rows, self.max_queue, self.max_cost = engine, max_rows, max_queue, max_cost
-        self.stall_s = stall_s
+        self.stall_s, self.max_prefill = stall_s, max_prefill
         self.decoder = decoder if decoder is not None else Decoder(engine.model, engine.eos, engine.vocab)
         self._pending: deque[Ticket] = deque()
         self._active: list[Ticket] = []
@@ -178,10 +181,16 @@ class Scheduler:
             if self._stop:
                 return None
             gone, self._gone = self._gone, []
-            new, rows = [], len(self._owner)
-            while self._pending and (rows == 0 or rows + len(self._pending[0].job.rows) <= self.max_rows):
+            new, rows, prefill = [], len(self._owner), 0
+            while self._pending:
+                job = self._pending[0].job
+                if new and prefill + len(job.context) > self.max_prefill:
+                    break       # the rest joins at the next step: the running rows are not held up long
+                if rows and rows + len(job.rows) > self.max_rows:
+                    break
                 t = self._pending.popleft()
-                rows += len(t.job.rows)
+                rows += len(job.rows)
+                prefill += len(job.context)
                 new.append(t)
                 self._active.append(t)
             return new, gone

@@ -474,6 +474,9 @@ def test_parse_request_accepts_text_parts_a_single_stop_and_ignored_fields():
     req = parse_request(b'{"messages": [{"role": "user", "content": [{"type": "text", "text": "a"},'
                         b' {"type": "text", "text": "b"}]}], "stop": "x", "user": "u", "metadata": {"k": "v"}}')
     assert req.messages[0].content == "a b" and req.stop == ["x"]
+    nulls = parse_request(b'{"messages": [{"role": "user", "content": "a"}], "n": null, "stream": null, "stop": null,'
+                          b' "temperature": null, "frequency_penalty": null, "logit_bias": null, "seed": null}')
+    assert nulls.n is None and not nulls.stream and nulls.stop == []     # null is "the default", as in OpenAI
     with pytest.raises(APIError, match="line 1 column 2"):
         parse_request(b"{")
 
