@@ -12,6 +12,7 @@ USAGE = """Rank candidate replies with a DialogRPT ranker (or train one). See do
     python rank.py --ranker updown.pth --input cands.jsonl --output scores.jsonl
     python rank.py --ranker ensemble.yml --input cands.tsv --output scores.jsonl --max_cxt_turn 2
     python rank.py train --init models/small --pairs pairs.jsonl --output_dir rankers/mine
+    python rank.py pairs --input feedback.jsonl --output pairs.jsonl       (= prepare_data.py feedback)
 
 Input lines: {"context": [turn, ...], "hyps": [reply, ...]} (JSONL) or context<TAB>hyp1<TAB>...
 (TSV, turns joined by " EOS "). Output lines: {"scores": [...]}, or for an ensemble .yml
@@ -71,4 +72,7 @@ def main(argv=None) -> int:
     if argv[:1] == ["train"]:
         from .train import train_main
         return train_main(argv[1:])
+    if argv[:1] == ["pairs"]:
+        from .feedback import main as feedback_main
+        return feedback_main(argv[1:])
     return score_main(argv)
