@@ -13,7 +13,6 @@ when held-out pairs are given (the best held-out accuracy, as DialogRPT keeps ck
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
@@ -102,31 +101,6 @@ def save_pth(model, out_dir: Path, name: str) -> Path:
     return out_dir / name
 
 
-def train_parser() -> argparse.ArgumentParser:
-    from lsp_io.flags import parse_bool
-    p = argparse.ArgumentParser(prog="rank.py train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--init", required=True, help="a ranker (.pth, folder) or a DialoGPT .pkl/folder to start from")
-    p.add_argument("--pairs", required=True, help="training pairs (JSONL)")
-    p.add_argument("--eval_pairs", help="held-out pairs (JSONL): accuracy logged, best.pth kept")
-    p.add_argument("--output_dir", required=True)
-    p.add_argument("--num_optim_steps", type=int, default=1000)
-    p.add_argument("--train_batch_size", type=int, default=16, help="pairs per update")
-    p.add_argument("--learning_rate", type=float, default=3e-5)
-    p.add_argument("--lr_schedule", default="None", choices=["noam", "noamwd", "BERT", "None"])
-    p.add_argument("--warmup_steps", type=int, default=100)
-    p.add_argument("--warmup_proportion", type=float, default=0.1)
-    p.add_argument("--optim", default="lsp", choices=["lsp", "adamw"])
-    p.add_argument("--max_grad_norm", type=float, default=1.0)
-    p.add_argument("--fp16", type=parse_bool, default=False, help="fp16 autocast + loss scaling (GPU)")
-    p.add_argument("--bf16", type=parse_bool, default=False, help="bf16 autocast")
-    p.add_argument("--max_cxt_turn", type=int)
-    p.add_argument("--valid_step", type=int, default=100, help="evaluate and save every N updates")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--device")
-    return p
-
-
 def train(args) -> dict:
     from gpt2_training.loop import autocast, seed_everything
     from gpt2_training.optim import LossScaler, build_optimizer, optimizer_step
@@ -176,16 +150,3 @@ def train(args) -> dict:
     with atomic_file(out / "train_log.jsonl", "w") as f:
         f.write("".join(json.dumps(r) + "\n" for r in log))
     return {"log": log, "best_eval_acc": best if eval_pairs is not None else None, "ranker": out / "ranker.pth"}
-
-
-def train_main(argv) -> int:
-    args = train_parser().parse_args(argv)
-    from lsp_model.checkpoint import CheckpointError
-    try:
-        res = train(args)
-    except (ValueError, OSError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {res['ranker']}" + (f" (best held-out accuracy {res['best_eval_acc']:.3f} in best.pth)"
-                                      if res["best_eval_acc"] is not None else ""), file=sys.stderr)
-    return 0
