@@ -4,6 +4,7 @@
     python prepare_data.py --input logs.csv --conv_col session --speaker_col who --text_col message --out data/mine
     python prepare_data.py --input convai2.txt --format parlai --paper_filters --out data/mine
     python prepare_data.py --input my_saved_dataset/ --messages_col conversation --out data/mine
+    python prepare_data.py feedback --input thumbs.jsonl --output pairs.jsonl    # rank.py train pairs
 
 Writes under --out: train.tsv (prepro.py --corpus), valid.tsv (LSP_train.py --eval_input_file),
 test.contexts.tsv (decode.py --input), test.refs.tsv (python -m dstc --refs) and data.json (the
@@ -74,6 +75,10 @@ def options(a: argparse.Namespace) -> Options:
 
 @command("prepare_data.py")
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["feedback"]:  # a thumbs/preference log -> ranker pairs (docs/ranking.md)
+        from lsp_rank.feedback import main as feedback_main
+        return feedback_main(argv[1:])
     a = parse_args(argv)
     cols = Columns(messages=a.messages_col, turns=a.turns_col, speaker=a.speaker_col, text=a.text_col,
                    conversation=a.conv_col)

@@ -12,10 +12,17 @@ USAGE = """Rank candidate replies with a DialogRPT ranker (or train one). See do
     python rank.py --ranker updown.pth --input cands.jsonl --output scores.jsonl
     python rank.py --ranker ensemble.yml --input cands.tsv --output scores.jsonl --max_cxt_turn 2
     python rank.py train --init models/small --pairs pairs.jsonl --output_dir rankers/mine
+    python rank.py pairs --input feedback.jsonl --output pairs.jsonl       (= prepare_data.py feedback)
 
 Input lines: {"context": [turn, ...], "hyps": [reply, ...]} (JSONL) or context<TAB>hyp1<TAB>...
 (TSV, turns joined by " EOS "). Output lines: {"scores": [...]}, or for an ensemble .yml
 {"scores": {"<name>": [...], ..., "final": [...]}}.
+"""
+
+TRAIN_USAGE = """Train a DialogRPT ranker on (context, better reply, worse reply) pairs with DialogRPT's
+pairwise loss and LSP_train's optimizer, schedules and autocast (lsp_rank/train.py; docs/ranking.md).
+Pairs: JSONL {"context": [turn, ...], "pos": "...", "neg": "..."}. Writes OUT/ranker.pth + config.json
+(and OUT/best.pth with --eval_pairs) and OUT/train_log.jsonl.
 """
 
 
@@ -34,6 +41,48 @@ def check_positive(p: argparse.ArgumentParser, args, *names) -> None:
         v = getattr(args, n, None)
         if v is not None and v < 1:
             p.error(f"--{n} must be >= 1")
+
+
+def train_parser() -> argparse.ArgumentParser:
+    from lsp_io.flags import parse_bool
+    p = argparse.ArgumentParser(prog="rank.py train", description=TRAIN_USAGE,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--init", required=True, help="a ranker (.pth, folder) or a DialoGPT .pkl/folder to start from")
+    p.add_argument("--pairs", required=True, help="training pairs (JSONL)")
+    p.add_argument("--eval_pairs", help="held-out pairs (JSONL): accuracy logged, best.pth kept")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--num_optim_steps", type=int, default=1000)
+    p.add_argument("--train_batch_size", type=int, default=16, help="pairs per update")
+    p.add_argument("--learning_rate", type=float, default=3e-5)
+    p.add_argument("--lr_schedule", default="None", choices=["noam", "noamwd", "BERT", "None"])
+    p.add_argument("--warmup_steps", type=int, default=100)
+    p.add_argument("--warmup_proportion", type=float, default=0.1)
+    p.add_argument("--optim", default="lsp", choices=["lsp", "adamw"])
+    p.add_argument("--max_grad_norm", type=float, default=1.0)
+    p.add_argument("--fp16", type=parse_bool, default=False, help="fp16 autocast + loss scaling (GPU)")
+    p.add_argument("--bf16", type=parse_bool, default=False, help="bf16 autocast")
+    p.add_argument("--max_cxt_turn", type=int)
+    p.add_argument("--valid_step", type=int, default=100, help="evaluate and save every N updates")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--device")
+    return p
+
+
+def train_main(argv) -> int:
+    p = train_parser()
+    args = p.parse_args(argv)
+    check_positive(p, args, "num_optim_steps", "train_batch_size", "valid_step", "max_cxt_turn")
+    from lsp_model.checkpoint import CheckpointError
+
+    from .train import train
+    try:
+        res = train(args)
+    except (ValueError, OSError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {res['ranker']}" + (f" (best held-out accuracy {res['best_eval_acc']:.3f} in best.pth)"
+                                      if res["best_eval_acc"] is not None else ""), file=sys.stderr)
+    return 0
 
 
 CHUNK = 2048  # contexts per scoring call: bounded memory, progress between them
@@ -69,6 +118,8 @@ def score_main(argv) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:
-        from .train import train_main
         return train_main(argv[1:])
+    if argv[:1] == ["pairs"]:
+        from .feedback import main as feedback_main
+        return feedback_main(argv[1:])
     return score_main(argv)

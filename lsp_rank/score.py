@@ -102,21 +102,25 @@ def group_logits(model, groups: list[Group], batch_size: int = 32) -> torch.Tens
     if long:
         rows = [starts[g] + j for g in long for j in range(len(groups[g][1]))]
         out[rows] = head_logits(model, [groups[g][0] + h for g in long for h in groups[g][1]], batch_size)
-    chunk, n_rows = [], 0
-    for g in sorted(fits, key=lambda g: len(groups[g][0])):  # contexts of similar length together
-        if chunk and n_rows + len(groups[g][1]) > batch_size:
-            _shared_chunk(model, [groups[i] for i in chunk], [starts[i] for i in chunk], out)
-            chunk, n_rows = [], 0
-        chunk.append(g)
-        n_rows += len(groups[g][1])
-    if chunk:
-        _shared_chunk(model, [groups[i] for i in chunk], [starts[i] for i in chunk], out)
+    fits.sort(key=lambda g: len(groups[g][0]))  # contexts of similar length together
+    for i in range(0, len(fits), batch_size):
+        chunk = fits[i:i + batch_size]
+        _shared_chunk(model, [groups[g] for g in chunk], [starts[g] for g in chunk], out, batch_size)
     return out
 
 
-def _shared_chunk(model, groups: list[Group], starts: list[int], out: torch.Tensor) -> None:
-    """Contexts (right-padded, one row each) once with a cache; then every candidate as a row
-    reading its context's cache rows, at positions len(context) + j."""
+def _select(cache: DynamicCache, rows: torch.Tensor) -> DynamicCache:
+    """A new cache holding `rows` (repeats allowed) of every layer of `cache`."""
+    new = DynamicCache()
+    for i, layer in enumerate(cache.layers):
+        new.update(layer.keys[rows], layer.values[rows], i)
+    return new
+
+
+def _shared_chunk(model, groups: list[Group], starts: list[int], out: torch.Tensor, batch_size: int) -> None:
+    """Contexts (right-padded, one row each) once with a cache; then the candidates, sorted by
+    length in runs of `batch_size`, each row reading its context's cache at positions
+    len(context) + j. An empty candidate is scored at its context's last token."""
     device = next(model.parameters()).device
     ctx_ids, ctx_lens = pad_rows([c for c, _ in groups], device)
     C = ctx_ids.shape[1]
@@ -124,21 +128,21 @@ def _shared_chunk(model, groups: list[Group], starts: list[int], out: torch.Tens
     pos = torch.arange(C, device=device).expand_as(ctx_ids)
     res = model.transformer(input_ids=ctx_ids, position_ids=pos, attention_mask=ctx_mask, cache=DynamicCache(),
                             use_cache=True)
-    ctx_last = res.last_hidden_state[torch.arange(len(groups), device=device), ctx_lens - 1]
-    owner = torch.tensor([g for g, (_, hs) in enumerate(groups) for _ in hs], device=device)
-    hyps = [h for _, hs in groups for h in hs]
-    w = model.score.weight[0].float()
-    last = ctx_last[owner]  # an empty candidate is scored at its context's last token
-    if any(hyps):
-        cache = res.cache
-        cache.batch_select_indices(owner)
-        h_ids, h_lens = pad_rows([h or [EOS_ID] for h in hyps], device)
-        H = h_ids.shape[1]
-        h_mask = (torch.arange(H, device=device) < torch.tensor([len(h) for h in hyps], device=device)[:, None]).long()
-        h_pos = ctx_lens[owner][:, None] + torch.arange(H, device=device)
-        h = model.transformer(input_ids=h_ids, position_ids=h_pos, attention_mask=torch.cat([ctx_mask[owner], h_mask], 1),
-                              cache=cache, use_cache=True).last_hidden_state
-        got = torch.tensor([len(x) > 0 for x in hyps], device=device)
-        last = torch.where(got[:, None], h[torch.arange(len(hyps), device=device), h_lens - 1], last)
+    last = res.last_hidden_state[torch.arange(len(groups), device=device), ctx_lens - 1]
+    owner = [g for g, (_, hs) in enumerate(groups) for _ in hs]
     rows = [s + j for s, (_, hs) in zip(starts, groups) for j in range(len(hs))]
-    out[rows] = (last.float() * w).sum(-1).cpu()
+    hyps = [h for _, hs in groups for h in hs]
+    hidden = last[torch.tensor(owner, device=device)]
+    for run in batches_by_length([len(h) for h in hyps], batch_size):
+        run = [r for r in run if hyps[r]]
+        if not run:
+            continue
+        own = torch.tensor([owner[r] for r in run], device=device)
+        h_ids, h_lens = pad_rows([hyps[r] for r in run], device)
+        H = h_ids.shape[1]
+        h_mask = (torch.arange(H, device=device) < h_lens[:, None]).long()
+        h_pos = ctx_lens[own][:, None] + torch.arange(H, device=device)
+        h = model.transformer(input_ids=h_ids, position_ids=h_pos, attention_mask=torch.cat([ctx_mask[own], h_mask], 1),
+                              cache=_select(res.cache, own), use_cache=True).last_hidden_state
+        hidden[torch.tensor(run, device=device)] = h[torch.arange(len(run), device=device), h_lens - 1]
+    out[rows] = (hidden.float() * model.score.weight[0].float()).sum(-1).cpu()

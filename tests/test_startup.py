@@ -23,6 +23,8 @@ SCRIPTS = {  # command -> a bad command line (exit status 2, one-line error)
     "demo.py": ["--steps", "x"],
     "-m dstc": ["--no_such_flag"],
     "-m lsp_model.convert": ["--no_such_flag"],
+    "rank.py": ["--ranker", "r", "--input", "i", "--output", "o", "--batch_size", "x"],
+    "rank.py train": ["--init", "i", "--pairs", "p", "--output_dir", "o", "--fp16", "maybe"],
 }
 
 
