@@ -6,7 +6,10 @@ What `download` guarantees: a file under its final name is complete and checked.
 - The length must be known: the caller's `size`, or the server's Content-Length / Content-Range.
   A response with neither (and no known sha256) is refused before its body is read, because a
   connection that closes early would look like a complete file.
-- A `text/html` response is refused (an error or login page served with status 200).
+- An HTML page is refused (an error or login page served with status 200): by its Content-Type
+  `text/html`, and whatever the Content-Type says, by the body's first bytes (`<!DOCTYPE html`,
+  `<html`, `<head`, `<body`, after blanks and comments), checked as they arrive and again on
+  the complete file (a resumed `.part` included).
 - The received size must equal the expected one, and the sha256 the caller's when given.
 - After a download the verified size and sha256 are recorded in `<name>.sha256` (manifest format),
   so a rerun re-checks the file on disk against them (or against the caller's size/sha256) and
@@ -158,12 +161,26 @@ def _expected_total(url: str, resp, have: int, size: int | None, sha256: str | N
     return total, have
 
 
+_HTML = re.compile(rb"(?:\xef\xbb\xbf)?(?:\s|<!--.*?-->)*<(?:!doctype\s+html|html|head|body)[\s>]", re.I | re.S)
+
+
+def _refuse_html(url: str, head: bytes, part: Path) -> None:
+    """An HTML page instead of the file (whatever the Content-Type said): delete it and say so."""
+    if _HTML.match(head[:4096]):
+        part.unlink(missing_ok=True)
+        first = head.lstrip()[:40].decode("utf-8", "replace")
+        raise DownloadError(f"{url}: the server sent an HTML page ({first!r}...), not the file: an error or "
+                            f"login page? Check the address")
+
+
 def _receive(url: str, resp, part: Path, have: int, total: int | None, progress: bool):
     """Append the body to `part` (from byte `have`); errors leave `part` to resume from."""
     bar = _Progress(part.name[:-len(".part")], total, have, progress)
     try:
         with open(part, "ab" if have else "wb") as f:
             while chunk := resp.read(BLOCK):
+                if not have and not bar.done:
+                    _refuse_html(url, chunk, part)  # the file's first bytes: stop before the rest
                 f.write(chunk)
                 bar.update(len(chunk))
             f.flush()
@@ -179,6 +196,8 @@ def _finish(url: str, part: Path, dest: Path, total: int | None, sha256: str | N
     got = part.stat().st_size
     if total is not None and got < total:
         raise DownloadError(f"{url}: got {got} bytes, expected {total}; run again to resume from {part}")
+    with open(part, "rb") as f:
+        _refuse_html(url, f.read(4096), part)
     digest = file_sha256(part)
     if (total is not None and got > total) or (sha256 is not None and digest != sha256.lower()):
         part.unlink()

@@ -13,6 +13,7 @@ Booleans take real values (``--clean false`` is false); the original's
 """
 import argparse
 import os
+import re
 import sys
 
 from lsp_io.flags import parse_bool
@@ -186,15 +187,23 @@ def run_fetch(argv):
                                 description='download URL to DEST, resuming DEST.part (HTTP Range)')
     p.add_argument('url')
     p.add_argument('dest')
+    p.add_argument('--sha256', type=sha256_hex, help='the file\'s known sha256: checked before DEST gets its name')
+    p.add_argument('--size', type=int, help='the file\'s known size in bytes')
     args = p.parse_args(argv)
     from .download import download
-    download(args.url, args.dest)
+    download(args.url, args.dest, size=args.size, sha256=args.sha256)
     return 0
 
 
 def run_slurm(argv):
     from .slurm.submit import main as slurm_main
     return slurm_main(argv)
+
+
+def sha256_hex(text):
+    if not re.fullmatch(r'[0-9a-fA-F]{64}', text):
+        raise argparse.ArgumentTypeError('expected 64 hex digits, got %r' % text)
+    return text.lower()
 
 
 COMMANDS = {'multiref': run_multiref, 'strip-scores': run_strip_scores, 'cut': run_cut,
