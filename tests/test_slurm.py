@@ -178,6 +178,14 @@ def test_months_as_a_job_array_equal_the_make_run(slurm, months, golden, tmp_pat
                           capture_output=True, text=True)
     assert made.returncode == 0, made.stdout + made.stderr
     print(f"make: {time.monotonic() - t:.1f} s")
+    # the Makefile's disk savers: the skip lines (the original's stderr) gzipped, the extract
+    # chunks gone once the month's conv file is written, stat.tsv kept as make's record
+    month = tmp_path / "make_out" / "train"
+    skips = gzip.decompress((month / "conv" / "2011-01.tsv.gz.skips.gz").read_bytes()).decode()
+    want = (golden / "reddit" / "runs" / "train" / "conv" / "2011-01.tsv.gz.stderr").read_text()
+    assert skips == want.split("\n", 1)[1]  # all but the Args line, which stays on stderr
+    left = sorted(p.name for p in (month / "extract" / "2011-01").iterdir())
+    assert "stat.tsv" in left and not [n for n in left if n.startswith(("rc_sub", "rs_sub"))], left
     out, data = tmp_path / "slurm_out", tmp_path / "slurm_data"
     where = ["T=" + str(out), "DATA=" + str(data)]
 
