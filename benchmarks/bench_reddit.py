@@ -2,6 +2,8 @@
 
     python benchmarks/bench_reddit.py            # 1M comments (generated once, kept in $TMPDIR)
     python benchmarks/bench_reddit.py --n 100000 # smaller
+    python benchmarks/bench_reddit.py --full_scale  # one 2015-shaped month through the Makefile:
+                                                    # cost per million comments, 2005-12..2017-11 projected
 
 Runs, each in a fresh process, side by side on the same .zst month:
   baseline  a straightforward single-process port of the original reddit.py
@@ -159,9 +161,10 @@ def baseline(dump_dir, out_dir):
 
 
 # ----------------------------------------------------------------------------- ours
-def ours(dump_dir, out_dir, workers):
+def ours(dump_dir, out_dir, workers, month=MONTH, gz=False):
     from reddit_extractor.cli import main
-    common = ['--reddit_input', dump_dir, '--reddit_output', out_dir, '--workers', str(workers)]
+    common = ['--reddit_input', dump_dir, '--reddit_output', out_dir, '--workers', str(workers)] + (
+        ['--gzip', 'true'] if gz else [])
     bl_w = os.path.join(out_dir, 'words.txt')
     bl_s = os.path.join(out_dir, 'subs.txt')
     os.makedirs(out_dir, exist_ok=True)
@@ -171,8 +174,8 @@ def ours(dump_dir, out_dir, workers):
         so, se = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = null
         try:
-            rc = main([MONTH, '--task=extract'] + common) or main(
-                [MONTH, '--task=conv', '--bl_words', bl_w, '--bl_subreddits', bl_s, '--parallel=True',
+            rc = main([month, '--task=extract'] + common) or main(
+                [month, '--task=conv', '--bl_words', bl_w, '--bl_subreddits', bl_s, '--parallel=True',
                  '--clean', 'true', '--min_score', '1', '--min_depth', '2', '--max_depth', '5',
                  '--use_title', '0', '--leaves_only', '1'] + common)
         finally:
@@ -190,6 +193,8 @@ def run_one(kind, dump_dir, out_dir):
                 baseline(dump_dir, out_dir)
             finally:
                 sys.stderr = se
+    elif kind.startswith('gz'):  # the Makefile's way: .tsv.gz outputs (full scale)
+        ours(dump_dir, out_dir, int(kind[2:]), month='2015-01', gz=True)
     else:
         ours(dump_dir, out_dir, int(kind[-1]))
     dt = time.perf_counter() - t
@@ -198,18 +203,217 @@ def run_one(kind, dump_dir, out_dir):
     print(json.dumps({'seconds': dt, 'cpu': cpu, 'rss_kb': max(me.ru_maxrss, kids.ru_maxrss)}))
 
 
+# ----------------------------------------------------------------------------- full scale
+# Sources of the real sizes (counts as published; no per-month table of 2005-12..2017-11 could be
+# obtained for this file, so the projection uses the published totals, an upper bound):
+#  - Baumgartner et al., "The Pushshift Reddit Dataset", ICWSM 2020 (arXiv:2001.08435), sec. 3:
+#    "all the submissions and comments posted on Reddit between June 2005 and April 2019 ...
+#    651,778,198 submissions and 5,601,331,385 comments". 2005-12..2017-11 is a part of that span
+#    (without its largest months, 2017-12..2019-04), so the totals over-estimate the work.
+#  - RC_2015-01: 53,851,542 comments, 31,648,374,104 bytes uncompressed (5,452,413,560 as bz2),
+#    as counted by users of the dump, e.g. github.com/nicolashahn (NLDS Lab import scripts) and
+#    the Zewail City "Analyze-Reddit-Comments-Hadoop" README: 588 bytes per comment line.
+#  - RC_2017-11, the largest month of the range: 54.5 GB uncompressed (the per-month size table of
+#    the "clustering-hate-speech-reddit" README, 2017 dumps): about 93M comments at 588 bytes each.
+PUSHSHIFT_COMMENTS, PUSHSHIFT_SUBMISSIONS = 5601331385, 651778198
+RC_2017_11_BYTES = 54.5e9
+RC_2015_01_COMMENTS, RC_2015_01_BYTES = 53851542, 31648374104
+SUBS_PER_COMMENT = PUSHSHIFT_SUBMISSIONS / PUSHSHIFT_COMMENTS  # 0.116
+TRAIN_MONTHS = 144  # 2005-12 .. 2017-11 (the Makefile's SIZE=full)
+TARGET_HOURS_8, TARGET_TEMP_GB = 3.0, 100.0
+
+
+def make_month_2015(n, out_dir, month='2015-01', seed=0):
+    """A month with the field set of 2015 comments (the RC_2015-01 schema), a mean comment line of
+    about 588 bytes like RC_2015-01 (longer bodies: several paragraphs now and then), submissions
+    in the Pushshift ratio (0.116 per comment, most with few comments) and deep reply trees."""
+    import calendar
+    import random
+    import zstandard
+    from make_reddit_month import SUBREDDITS, base36, body, make_vocab, reply_to
+    rng = random.Random(seed)
+    vocab = make_vocab(rng)
+    os.makedirs(out_dir, exist_ok=True)
+    y, m = map(int, month.split('-'))
+    start, length = calendar.timegm((y, m, 1, 0, 0, 0)), calendar.monthrange(y, m)[1] * 86400
+    n_subs = max(1, round(n * SUBS_PER_COMMENT))
+    # comments per submission: heavy-tailed (most threads are short, a few are huge)
+    weights = [rng.paretovariate(1.2) for _ in range(n_subs)]
+    scale = n / sum(weights)
+    sizes = [int(w * scale) for w in weights]
+    sizes[0] += n - sum(sizes)
+    made, line_bytes = 0, 0
+    cid = 36 ** 6
+    with open(os.path.join(out_dir, 'RS_%s.zst' % month), 'wb') as rs, \
+            open(os.path.join(out_dir, 'RC_%s.zst' % month), 'wb') as rc, \
+            zstandard.ZstdCompressor(level=3).stream_writer(rs) as ws, \
+            zstandard.ZstdCompressor(level=3).stream_writer(rc) as wc:
+        ws, wc = io.BufferedWriter(ws, 1 << 20), io.BufferedWriter(wc, 1 << 20)
+        for s, k in enumerate(sizes):
+            sid = base36(36 ** 5 + s)
+            sub = rng.choice(SUBREDDITS)
+            t = start + s * length // n_subs
+            is_self = rng.random() < 0.36
+            ws.write((json.dumps({
+                'archived': False, 'author': 'u%d' % rng.randint(1, 10 ** 7), 'author_flair_css_class': None,
+                'author_flair_text': None, 'created_utc': t, 'distinguished': None,
+                'domain': 'self.' + sub if is_self else rng.choice(['imgur.com', 'i.imgur.com', 'youtube.com', 'nytimes.com']),
+                'edited': False, 'gilded': 0, 'hide_score': False, 'id': sid, 'is_self': is_self,
+                'link_flair_css_class': None, 'link_flair_text': None, 'media': None, 'media_embed': {},
+                'name': 't3_' + sid, 'num_comments': k, 'over_18': False,
+                'permalink': '/r/%s/comments/%s/title/' % (sub, sid), 'quarantine': False,
+                'retrieved_on': 1440000000, 'score': rng.randint(0, 5000), 'secure_media': None,
+                'secure_media_embed': {}, 'selftext': body(rng, vocab) if is_self else '', 'stickied': False,
+                'subreddit': sub, 'subreddit_id': 't5_2qh1i', 'thumbnail': 'default',
+                'title': body(rng, vocab), 'ups': 1, 'url': 'https://example.com/' + sid}) + '\n').encode())
+            ids = []
+            for _ in range(k):
+                c = base36(cid)
+                cid += 1
+                parent = reply_to(rng, sid, ids)
+                ids.append(c)
+                text = body(rng, vocab)
+                while rng.random() < 0.25:  # more paragraphs: RC_2015-01's mean line is 588 bytes
+                    text += '\n\n' + body(rng, vocab)
+                score = int(rng.gauss(5, 10))
+                line = (json.dumps({
+                    'archived': False, 'author': 'u%d' % rng.randint(1, 10 ** 7), 'author_flair_css_class': None,
+                    'author_flair_text': None, 'body': text, 'controversiality': 0,
+                    'created_utc': str(start + made * length // n), 'distinguished': None, 'downs': 0,
+                    'edited': False, 'gilded': 0, 'id': c, 'link_id': 't3_' + sid, 'name': 't1_' + c,
+                    'parent_id': parent, 'retrieved_on': 1425124228, 'score': score, 'score_hidden': False,
+                    'subreddit': sub, 'subreddit_id': 't5_2qh1i', 'ups': score}) + '\n').encode()
+                line_bytes += len(line)
+                wc.write(line)
+                made += 1
+        ws.flush()
+        wc.flush()
+    return made, n_subs, line_bytes / made
+
+
+def _du(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def write_all_keys(dump_dir, keys_dir, month):
+    """Key files that keep every comment (dep): the extract step does its key lookups, nothing is
+    dropped by them, so sizes are those of the whole month (an upper bound for the keyed run)."""
+    import gzip
+    import zstandard
+    os.makedirs(keys_dir, exist_ok=True)
+    with open(os.path.join(dump_dir, 'RC_%s.zst' % month), 'rb') as f, \
+            gzip.open(os.path.join(keys_dir, month + '.gz'), 'wt', compresslevel=1) as out:
+        for line in io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f), encoding='utf-8'):
+            c = json.loads(line)
+            out.write('%s\tt1_%s\tdep\n' % (c['link_id'], c['id']))
+    with gzip.open(os.path.join(keys_dir, month + '-o.gz'), 'wt'):
+        pass
+    open(os.path.join(keys_dir, '.create'), 'w').close()
+
+
+def run_full(dump_dir, keys_dir, work, month, workers):
+    """The Makefile's train target for the month (extract, conv, merge, train.tsv), every comment
+    kept by the keys and no conv key filter (HASH_FLAG): (cpu s, peak RSS bytes, peak bytes under
+    T, bytes under T at the end, train.tsv bytes, conv .tsv.gz bytes, wall s)."""
+    import threading
+    t_dir, data = os.path.join(work, 'out'), os.path.join(work, 'data')
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(t_dir)
+    peak = [0]
+    done = threading.Event()
+
+    def watch():
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], _du(t_dir))
+    th = threading.Thread(target=watch, daemon=True)
+    th.start()
+    t = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run(['make', '-C', os.path.join(os.path.dirname(HERE), 'reddit_extractor'), 'train',
+                        'TRAIN_MONTHS=' + month, 'S=' + dump_dir, 'K=' + keys_dir, 'T=' + t_dir, 'DATA=' + data,
+                        'HASH_FLAG=--ignore_keys=true', 'WORKERS=%d' % workers, 'PYTHON=' + sys.executable],
+                       capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.perf_counter() - t
+    done.set()
+    th.join()
+    if r.returncode:
+        raise SystemExit('make failed:\n' + r.stdout[-2000:] + r.stderr[-2000:])
+    end = _du(t_dir)
+    peak[0] = max(peak[0], end)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    conv = os.path.getsize(os.path.join(t_dir, 'train', 'conv', month + '.tsv.gz'))
+    return cpu, after.ru_maxrss * 1024, peak[0], end, os.path.getsize(os.path.join(data, 'train.tsv')), conv, wall
+
+
+def full_scale(a):
+    print('load average %.2f %.2f %.2f' % os.getloadavg(), flush=True)
+    month = '2015-01'
+    dump = os.path.join(a.data, 'reddit2015-%d' % a.n)
+    keys = os.path.join(a.data, 'keys2015-%d' % a.n)
+    stamp = os.path.join(dump, 'made.json')
+    if not os.path.exists(stamp):
+        print('generating a 2015-shaped month: %d comments -> %s' % (a.n, dump), flush=True)
+        n, subs, mean_line = make_month_2015(a.n, dump, month)
+        write_all_keys(dump, keys, month)
+        with open(stamp, 'w') as f:
+            json.dump({'comments': n, 'submissions': subs, 'mean_line': mean_line}, f)
+    made = json.load(open(stamp))
+    n = made['comments']
+    rc = os.path.getsize(os.path.join(dump, 'RC_%s.zst' % month))
+    rs = os.path.getsize(os.path.join(dump, 'RS_%s.zst' % month))
+    print('month: %d comments (mean line %.0f bytes; RC_2015-01: %.0f), %d submissions; .zst %.0f MB RC + %.0f MB RS'
+          % (n, made['mean_line'], RC_2015_01_BYTES / RC_2015_01_COMMENTS, made['submissions'], rc / 1e6, rs / 1e6),
+          flush=True)
+    cpu, rss, peak, kept, train, conv, wall = run_full(dump, keys, os.path.join(a.data, 'work-full'), month, 1)
+    m = n / 1e6
+    print('one month through make (1 process): %.1f s wall, %.1f CPU-s = %.1f CPU-s per million comments; '
+          'peak RSS %.0f MB (%.0f MB per million)' % (wall, cpu, cpu / m, rss / 1e6, rss / 1e6 / m))
+    print('  temporary disk per million comments: peak %.1f MB while the month runs, %.1f MB left when it is '
+          'done (conv .tsv.gz %.1f MB, skip counts, logs); output train.tsv %.1f MB'
+          % (peak / 1e6 / m, kept / 1e6 / m, conv / 1e6 / m, train / 1e6 / m), flush=True)
+    # projection: CPU and disk scale with the comments (the month carries submissions in the
+    # Pushshift ratio). A month's transient disk (its extract chunks) exists only while it runs:
+    # at most `procs` months at once, bounded by the largest month; the rest stays until the end.
+    total = PUSHSHIFT_COMMENTS
+    biggest = RC_2017_11_BYTES / (RC_2015_01_BYTES / RC_2015_01_COMMENTS)
+    cpu_total = cpu / n * total
+    print('projection 2005-12..2017-11 (upper bound: the %s comments and %s submissions Pushshift holds for '
+          '2005-06..2019-04; largest month ~%.0fM comments):' % (
+              format(total, ','), format(PUSHSHIFT_SUBMISSIONS, ','), biggest / 1e6))
+    for procs in (8, 64):
+        hours = max(cpu_total / procs, cpu / n * biggest) / 3600
+        disk = kept / n * total + procs * (peak - kept) / n * biggest
+        print('  %2d processes: %.1f h (target <= %.0f h on 8), temporary disk %.0f GB (target <= %.0f GB); '
+              'CPU %.0f h in all, train.tsv %.0f GB' % (procs, hours, TARGET_HOURS_8, disk / 1e9, TARGET_TEMP_GB,
+                                                         cpu_total / 3600, train / n * total / 1e9))
+    print('load average %.2f %.2f %.2f' % os.getloadavg())
+
+
 def main():
     p = argparse.ArgumentParser(description='extract+conv throughput, ours vs baseline')
     p.add_argument('--n', type=int, default=1000000, help='comments in the synthetic month (default 1M)')
     p.add_argument('--data', default=os.path.join(tempfile.gettempdir(), 'dialogpt-bench-reddit'),
                    help='where the month and outputs go (default: a folder in the temp dir)')
     p.add_argument('--runs', default='baseline,ours1,ours2')
+    p.add_argument('--full_scale', action='store_true',
+                   help='one 2015-shaped month through the Makefile settings: CPU-s per million comments, peak '
+                   'RSS, peak temporary disk, output size, and the 2005-12..2017-11 projection')
     p.add_argument('--_one', help=argparse.SUPPRESS)
     p.add_argument('--_dump', help=argparse.SUPPRESS)
     p.add_argument('--_out', help=argparse.SUPPRESS)
     a = p.parse_args()
     if a._one:
         return run_one(a._one, a._dump, a._out)
+    if a.full_scale:
+        return full_scale(a)
     dump = os.path.join(a.data, 'reddit-%d' % a.n)
     if not os.path.exists(os.path.join(dump, 'RC_%s.zst' % MONTH)):
         print('generating %d comments -> %s' % (a.n, dump), flush=True)

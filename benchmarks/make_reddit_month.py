@@ -73,6 +73,14 @@ def body(rng, vocab):
     return text
 
 
+def reply_to(rng, sid, ids):
+    """The parent of the thread's next comment: the submission (30 %, and for the first), else a
+    comment of the thread, mostly a recent one (reply chains of depth up to ~15)."""
+    if not ids or rng.random() < 0.3:
+        return 't3_' + sid
+    return 't1_' + ids[max(0, len(ids) - 1 - int(rng.expovariate(0.3)))]
+
+
 def generate(n_comments, out_dir, month='2011-01', seed=0, per_sub=20):
     rng = random.Random(seed)
     vocab = make_vocab(rng)
@@ -102,10 +110,7 @@ def generate(n_comments, out_dir, month='2011-01', seed=0, per_sub=20):
             for j in range(k):
                 c = base36(cid)
                 cid += 1
-                if not ids or rng.random() < 0.3:
-                    parent = 't3_' + sid
-                else:
-                    parent = 't1_' + ids[max(0, len(ids) - 1 - int(rng.expovariate(0.3)))]
+                parent = reply_to(rng, sid, ids)
                 ids.append(c)
                 score = int(rng.gauss(5, 10))
                 wc.write((json.dumps({

@@ -12,6 +12,9 @@ Booleans take real values (``--clean false`` is false); the original's
 ``--parallel=True --clean True`` still work.
 """
 import argparse
+import collections
+import functools
+import io
 import os
 import re
 import sys
@@ -71,6 +74,10 @@ def month_parser():
                    help='mirror to download a missing dump from ($REDDIT_BASE_URL)')
     g.add_argument('--manifest', help="extract: check each dump's size/sha256 against this file's "
                    "'sha256  size  name' lines first (docs/reddit.md)")
+    g.add_argument('--skip_log', help="conv: write the 'skip' lines (one per dropped target) to this file "
+                   "instead of stderr, gzip-compressed when it ends in .gz (make SKIP_LINES=1)")
+    g.add_argument('--skip_counts', help="conv: write only 'reason<TAB>count' of the skip lines to this file "
+                   "(the Makefile's default: the lines are the largest file of a month)")
     g.add_argument('--accept_partial', type=boolean, nargs='?', const=True, default=False,
                    help='extract: use a dump whose records do not cover the whole month '
                    '(a warning instead of an error)')
@@ -124,8 +131,34 @@ def run_month(argv):
             discard=load_hashes(args.discard_tgt_keys) if args.discard_tgt_keys and not args.ignore_keys else None,
             bl_words=Blocklist(_list(args.bl_words)) if args.bl_words else None,
             bl_subreddits={s.lower() for s in _list(args.bl_subreddits)} if args.bl_subreddits else None)
-        conv_month(args.dump_name, args.reddit_output, settings, workers=args.workers, gz=args.gzip)
+        run = functools.partial(conv_month, args.dump_name, args.reddit_output, settings, workers=args.workers,
+                                gz=args.gzip)
+        if args.skip_counts:
+            counts = SkipCounts()
+            run(err=counts)
+            from .outputs import write_atomic
+            write_atomic(args.skip_counts, ''.join('%s\t%d\n' % kv for kv in sorted(counts.items())))
+        elif args.skip_log:
+            from .outputs import AtomicFiles
+            with AtomicFiles() as files:  # written with the month's files, not before
+                err = io.TextIOWrapper(files.open(args.skip_log, gz=args.skip_log.endswith('.gz'), level=1),
+                                       encoding='utf-8', newline='\n')
+                run(err=err)
+                err.flush()
+                err.detach()
+                files.commit()
+        else:
+            run()
     return 0
+
+
+class SkipCounts(collections.Counter):
+    """A stand-in for conv's stderr that keeps only how many targets each reason dropped."""
+
+    def write(self, text):
+        for line in text.splitlines():
+            if line.startswith('skip\t'):
+                self[line.split('\t', 2)[1]] += 1
 
 
 def _list(path):

@@ -295,7 +295,7 @@ def conv_chunk(rs_path, rc_path, settings, out, err, log, workers=1):
 def conv_month(month, out_root, settings, workers=1, gz=False, log=None, err=None):
     """Run the conv step for one month: ``<out_root>/conv/<month>.tsv[.gz]`` and ``.stat.tsv``."""
     log = log or sys.stdout
-    err = err or sys.stderr
+    err = sys.stderr if err is None else err  # (a Counter stand-in is falsy when empty)
     folder = os.path.join(out_root, 'extract', month)
     conv_dir = os.path.join(out_root, 'conv')
     os.makedirs(conv_dir, exist_ok=True)

@@ -5,6 +5,7 @@ Months: the golden 2011-01 (train and test), a synthetic 2011-02 with keys that 
 comment, and a 2011-03 whose comment dump is cut inside a zstd frame. Needs root (slurmd runs
 the jobs as their user) and Debian's slurm-wlm and munge (.ci/run installs them).
 """
+import collections
 import gzip
 import json
 import os
@@ -178,6 +179,15 @@ def test_months_as_a_job_array_equal_the_make_run(slurm, months, golden, tmp_pat
                           capture_output=True, text=True)
     assert made.returncode == 0, made.stdout + made.stderr
     print(f"make: {time.monotonic() - t:.1f} s")
+    # the Makefile's disk savers: the skip lines (the original's stderr) gzipped, the extract
+    # chunks gone once the month's conv file is written, stat.tsv kept as make's record
+    month = tmp_path / "make_out" / "train"
+    want = (golden / "reddit" / "runs" / "train" / "conv" / "2011-01.tsv.gz.stderr").read_text().splitlines()
+    reasons = collections.Counter(line.split("\t")[1] for line in want if line.startswith("skip\t"))
+    counts = (month / "conv" / "2011-01.tsv.gz.skips.tsv").read_text()
+    assert counts == "".join(f"{k}\t{v}\n" for k, v in sorted(reasons.items())) and reasons
+    left = sorted(p.name for p in (month / "extract" / "2011-01").iterdir())
+    assert "stat.tsv" in left and not [n for n in left if n.startswith(("rc_sub", "rs_sub"))], left
     out, data = tmp_path / "slurm_out", tmp_path / "slurm_data"
     where = ["T=" + str(out), "DATA=" + str(data)]
 
