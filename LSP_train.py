@@ -15,6 +15,9 @@ $ torchrun --nnodes=2 --nproc_per_node=8 --node_rank=0 --master_addr=10.0.0.1 --
 CPU (fp32 gives the original's fp32 Adam; --bf16 true is faster on CPUs with bf16 units):
 $ python LSP_train.py <same flags> --fp16 false
 
+LoRA on the frozen --init_checkpoint (pip install 'dialogpt[lora]'; the merged model is written at the end):
+$ python LSP_train.py <same flags> --lora_r 8 --lora_alpha 16 --learning_rate 1e-4
+
 Exact resume of an interrupted run: add `--resume_from_checkpoint last` (or a run folder / .pkl).
 See docs/training.md for every flag and the output files.
 """

@@ -7,6 +7,7 @@ original's true/false, any case, plus yes/no, on/off, 1/0). Light: no torch, so 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -169,6 +170,8 @@ def check_args(args: argparse.Namespace) -> None:
     if args.lora_r:
         if args.init_checkpoint in (None, "", "None"):
             raise UsageError("--lora_r needs --init_checkpoint (the frozen base model the adapter trains on)")
+        if importlib.util.find_spec("peft") is None:
+            raise UsageError("--lora_r needs the peft library: pip install 'dialogpt[lora]'")
         if args.save_hf:
             raise UsageError("--save_hf with --lora_r: LoRA checkpoints hold the adapter alone; the merged "
                              "transformers folder is written at the end (or by python -m lsp_model.convert --merge)")

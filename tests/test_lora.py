@@ -287,3 +287,18 @@ def test_frozen_head_skips_its_gradient_and_keeps_the_others(dtype):
         grads[frozen] = (loss.detach(), h.grad, w.grad)
     assert grads[True][2] is None and grads[False][2] is not None
     assert torch.equal(grads[True][0], grads[False][0]) and torch.equal(grads[True][1], grads[False][1])
+
+
+def test_cli_without_peft_is_one_line(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    import LSP_train
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a))
+    argv = ["--model_name_or_path", tiny_args(tmp_path).model_name_or_path, "--train_input_file", "x.db",
+            "--output_dir", tmp_path / "out", "--init_checkpoint", tmp_path, "--lora_r", "8"]
+    with pytest.raises(SystemExit) as e:
+        LSP_train.main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and err == ["LSP_train.py: error: --lora_r needs the peft library: pip install "
+                                         "'dialogpt[lora]'"]
