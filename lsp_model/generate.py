@@ -284,8 +284,15 @@ class Decoder:
         if new:
             parts.append(self.cache.prefill([r.context for r in new]))
             self._join(new)
-        logits = parts[0] if len(parts) == 1 else torch.cat(parts)
-        tok = self._choose(logits)
+        cat = lambda xs: xs[0] if len(xs) == 1 else torch.cat(xs)  # noqa: E731
+        logits = cat([p.logits for p in parts])
+        err = None
+        if any(p.err is not None for p in parts):
+            err = cat([p.err if p.err is not None else p.logits.new_zeros(len(p.logits)) for p in parts])
+        tok = self._choose(logits, err)
+        if tok is None:  # a greedy choice too close to call with the fast head: the model's own logits
+            logits = cat([p.exact() for p in parts])
+            tok = self._choose(logits, None)
         return self._advance(logits, tok)
 
     # -- bookkeeping ----------------------------------------------------------------------------
@@ -353,8 +360,10 @@ class Decoder:
                 p["sample_idx"] = torch.tensor(p["sample"], device=dev)
         return self._plan
 
-    def _choose(self, logits: torch.Tensor) -> torch.Tensor:
-        """The processors (class docstring), then argmax or a draw per row."""
+    def _choose(self, logits: torch.Tensor, err: torch.Tensor | None) -> torch.Tensor | None:
+        """The processors (class docstring), then argmax or a draw per row. `err` bounds the
+        error of `logits` per row (None: exact); None is returned, before any draw, when a greedy
+        row's top two are closer than that error allows to call."""
         plan, rows, x = self._settings(), self.rows, logits
 
         def own():  # modify a copy: `logits` stays raw for the log-probabilities
@@ -388,6 +397,8 @@ class Decoder:
         if ban_r:
             own()
             x[ban_r, ban_t] = float("-inf")
+        if err is not None and self._too_close(x, err, plan):
+            return None
         if len(plan["sample"]) == len(rows):
             return _draw(sampling_filter(x, *self._sampling(rows)), [r.gen for r in rows])
         tok = x.argmax(-1)
@@ -396,6 +407,16 @@ class Decoder:
             idx = plan["sample_idx"]
             tok[idx] = _draw(sampling_filter(x[idx], *self._sampling(srows)), [r.gen for r in srows])
         return tok
+
+    def _too_close(self, x, err, plan) -> bool:
+        greedy = [i for i, r in enumerate(self.rows) if not r.s.do_sample]
+        if not greedy:
+            return False
+        top = x[greedy].topk(2, -1).values
+        slope = err.new_tensor([max(r.s.repetition_penalty, 1 / r.s.repetition_penalty) for r in self.rows])
+        # the processors scale an error by at most the repetition penalty; add a few ulps of rounding
+        room = 2 * (err * slope)[greedy] + 4 * top[:, 0].abs() * 2.0 ** -23
+        return bool((top[:, 0] - top[:, 1] <= room).any())
 
     @staticmethod
     def _sampling(rows):
