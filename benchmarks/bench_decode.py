@@ -1,6 +1,8 @@
 """Decoding speed: our generate() (lsp_model.generate) against transformers' model.generate,
-greedy and beam 4, batch 1 and 32, same model, same left-padded contexts, outputs checked equal.
-Interleaved rounds in one process; tokens/s median [min-max] and per-round ratios.
+greedy, sampling (top-k 10) and beam 4, batch 1 and 32, same model, same left-padded contexts,
+every reply forced to `--new_tokens`. Greedy and beam outputs are checked equal; sampled ones
+cannot be (each side draws from its own random stream). Interleaved rounds in one process;
+tokens/s median [min-max], per-round ratios median [min-max], and the load average.
 
     python benchmarks/bench_decode.py                          # 117M (random weights), CPU
     python benchmarks/bench_decode.py --config configs/117M --device cuda --batches 1 64
@@ -23,19 +25,24 @@ from lsp_model.model import build_model, load_config  # noqa: E402
 EOS = 50256
 
 
-def hf_generate(model, contexts, n_new, beams):
+# mode -> the settings both sides get (top_k 0 is "off" in both)
+MODES = {"greedy": dict(do_sample=False, num_beams=1),
+         "sample": dict(do_sample=True, num_beams=1, top_k=10, top_p=1.0, temperature=1.0),
+         "beam4": dict(do_sample=False, num_beams=4, length_penalty=1.0)}
+
+
+def hf_generate(model, contexts, n_new, mode):
     """transformers' generate on the same left-padded batch (it derives positions from the mask)."""
     ids, mask = left_pad(contexts, EOS)
     dev = next(model.parameters()).device
-    out = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), do_sample=False, num_beams=beams,
-                         min_new_tokens=n_new, max_new_tokens=n_new, pad_token_id=EOS, eos_token_id=EOS,
-                         length_penalty=1.0, num_return_sequences=1)
+    out = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), min_new_tokens=n_new,
+                         max_new_tokens=n_new, pad_token_id=EOS, eos_token_id=EOS, num_return_sequences=1,
+                         **MODES[mode])
     return out[:, ids.shape[1]:].tolist()
 
 
-def ours_generate(model, contexts, n_new, beams):
-    cfg = make_gen_config("greedy" if beams == 1 else None, num_beams=beams, min_new_tokens=n_new,
-                          max_new_tokens=n_new)
+def ours_generate(model, contexts, n_new, mode):
+    cfg = make_gen_config(min_new_tokens=n_new, max_new_tokens=n_new, **MODES[mode])
     return [h[0]["ids"] for h in generate(model, contexts, cfg, EOS)]
 
 
@@ -49,10 +56,10 @@ def main(argv=None):
     p.add_argument("--config", default=str(REPO / "configs" / "117M"))
     p.add_argument("--device", default="cpu")
     p.add_argument("--ctx_len", type=int, default=48)
-    p.add_argument("--new_tokens", type=int, default=16)
+    p.add_argument("--new_tokens", type=int, default=32)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
-    p.add_argument("--beams", type=int, nargs="+", default=[1, 4])
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--modes", nargs="+", choices=sorted(MODES), default=list(MODES))
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json")
     a = p.parse_args(argv)
@@ -64,31 +71,32 @@ def main(argv=None):
     ctxs = [torch.randint(0, 50000, (a.ctx_len - (i % 8),), generator=g).tolist() + [EOS]
             for i in range(max(a.batches))]
     print(f"decoding, {cfg.n_layer}x{cfg.n_embd} on {a.device}, contexts {a.ctx_len - 7}-{a.ctx_len} tokens, "
-          f"{a.new_tokens} new tokens, {a.rounds} rounds; {machine()}")
+          f"{a.new_tokens} new tokens, {a.rounds} rounds; {machine()}; before: {load()}")
     rows, fns, outs = [], {}, {}
-    for beams in a.beams:
+    for mode in a.modes:
         for bs in a.batches:
             for name, fn in (("ours", ours_generate), ("transformers", hf_generate)):
-                def run(fn=fn, key=(name, beams, bs), bs=bs, beams=beams):
+                def run(fn=fn, key=(name, mode, bs), bs=bs, mode=mode):
                     with torch.no_grad():
-                        outs[key] = fn(model, ctxs[:bs], a.new_tokens, beams)
+                        outs[key] = fn(model, ctxs[:bs], a.new_tokens, mode)
                     _sync(a.device)
-                fns[(name, beams, bs)] = run
+                fns[(name, mode, bs)] = run
     interleaved(fns, 1)  # warm-up
     t = interleaved(fns, a.rounds)
-    print(f"  {load()}")
-    for beams in a.beams:
+    print(f"  after: {load()}")
+    for mode in a.modes:
         for bs in a.batches:
-            same = outs[("ours", beams, bs)] == outs[("transformers", beams, bs)]
+            # sampled replies come from different random streams: only their lengths can agree
+            same = None if mode == "sample" else outs[("ours", mode, bs)] == outs[("transformers", mode, bs)]
             for name in ("ours", "transformers"):
-                xs = t[(name, beams, bs)]
+                xs = t[(name, mode, bs)]
                 med, lo, hi = summary([bs * a.new_tokens / x for x in xs])
-                r = summary(ratio_rounds(t[("transformers", beams, bs)], xs))
-                mode = "greedy" if beams == 1 else f"beam{beams}"
+                r = summary(ratio_rounds(t[("transformers", mode, bs)], xs))
                 print(f"  {mode:6} batch {bs:3d} {name:12} {med:8.1f} tok/s [{lo:.1f}-{hi:.1f}]  "
-                      f"x{r[0]:.2f} of transformers [{r[1]:.2f}-{r[2]:.2f}]  outputs equal: {same}")
+                      f"x{r[0]:.2f} of transformers [{r[1]:.2f}-{r[2]:.2f}]  "
+                      f"outputs equal: {'n/a (sampled)' if same is None else same}")
                 rows.append(dict(name=name, mode=mode, batch=bs, tokens_per_s=med, lo=lo, hi=hi,
-                                 ratio_vs_transformers=r[0], outputs_equal=same))
+                                 ratio_vs_transformers=r[0], ratio_lo=r[1], ratio_hi=r[2], outputs_equal=same))
     write_json(a.json, "decode", rows)
 
 

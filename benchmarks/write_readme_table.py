@@ -58,8 +58,16 @@ def _rows_decode(d):
         t = r[("transformers", mode, bs)]
         out.append((f"decoding {mode} batch {bs}", "bench_decode.py", f"{x['tokens_per_s']:,.1f} tok/s",
                     f"transformers `generate`: {t['tokens_per_s']:,.1f} tok/s",
-                    f"{x['ratio_vs_transformers']:.2f}x, outputs {'equal' if x['outputs_equal'] else 'DIFFER'}"))
+                    f"{x['ratio_vs_transformers']:.2f}x{_spread(x)}, {_equal(x['outputs_equal'])}"))
     return out
+
+
+def _spread(x) -> str:
+    return f" [{x['ratio_lo']:.2f}-{x['ratio_hi']:.2f}]" if "ratio_lo" in x else ""
+
+
+def _equal(same) -> str:
+    return "sampled (own random streams)" if same is None else "outputs equal" if same else "outputs DIFFER"
 
 
 ROWS = {"train": _rows_train, "optim": _rows_optim, "prepro": _rows_prepro, "decode": _rows_decode}

@@ -17,6 +17,7 @@ own loop (transformers' cache) with the same processors in the same order, as `p
 from __future__ import annotations
 
 import heapq
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -225,7 +226,8 @@ class Decoder:
       exempt); 3. frequency and presence penalties on tokens of the reply; 4. no_repeat_ngram_size
       bans; 5. EOS banned below min_new_tokens; then greedy takes the argmax, sampling applies
       temperature, top-k, top-p and draws.
-    Not thread-safe: call it from one thread (`cancel` from another is applied at the next step)."""
+    `step` runs on one thread; `add` and `cancel` may come from others (they take effect at the
+    next step)."""
 
     def __init__(self, model, eos_id: int, vocab_limit: int | None = None, device=None):
         self.model, self.eos = model, eos_id
@@ -240,6 +242,7 @@ class Decoder:
         self.tok = self.pos = None           # per live row: the token to feed next, its position - 1
         self.seen = self.counts = None       # [rows, vocab]: context+reply tokens, reply token counts
         self._next = 0
+        self._lock = threading.Lock()        # guards pending, cancelled and _next
         self._plan = None                    # per-row setting tensors, rebuilt when rows change
 
     def __len__(self) -> int:
@@ -252,23 +255,26 @@ class Decoder:
             raise ValueError(f"context of {len(context)} tokens leaves no room in n_positions={self.n_positions}; "
                              "truncate it first (chat.fit_context)")
         settings.check(self.vocab)
-        row = _Row(self._next, list(context), settings)
-        self._next += 1
-        self.pending.append(row)
+        with self._lock:
+            row = _Row(self._next, list(context), settings)
+            self._next += 1
+            self.pending.append(row)
         return row.handle
 
     def cancel(self, row: int) -> None:
-        if any(r.handle == row for r in self.rows + self.pending):
-            self.cancelled.add(row)
+        with self._lock:
+            if any(r.handle == row for r in self.rows + self.pending):
+                self.cancelled.add(row)
 
     @torch.no_grad()
     def step(self) -> list[StepEvent]:
-        self._drop([i for i, r in enumerate(self.rows) if r.handle in self.cancelled])
-        self.pending = [r for r in self.pending if r.handle not in self.cancelled]
-        self.cancelled.clear()
-        if not self.rows and not self.pending:
+        with self._lock:
+            new, cancelled = self.pending, self.cancelled
+            self.pending, self.cancelled = [], set()
+        self._drop([i for i, r in enumerate(self.rows) if r.handle in cancelled])
+        new = [r for r in new if r.handle not in cancelled]
+        if not self.rows and not new:
             return []
-        new, self.pending = self.pending, []
         live = self.rows + new
         steps = max(r.s.max_new_tokens - r.n_gen for r in live) + 1
         self.cache.reserve(len(new), max((len(r.context) for r in new), default=0), steps)
@@ -278,8 +284,15 @@ class Decoder:
         if new:
             parts.append(self.cache.prefill([r.context for r in new]))
             self._join(new)
-        logits = parts[0] if len(parts) == 1 else torch.cat(parts)
-        tok = self._choose(logits)
+        cat = lambda xs: xs[0] if len(xs) == 1 else torch.cat(xs)  # noqa: E731
+        logits = cat([p.logits for p in parts])
+        err = None
+        if any(p.err is not None for p in parts):
+            err = cat([p.err if p.err is not None else p.logits.new_zeros(len(p.logits)) for p in parts])
+        tok = self._choose(logits, err)
+        if tok is None:  # a greedy choice too close to call with the fast head: the model's own logits
+            logits = cat([p.exact() for p in parts])
+            tok = self._choose(logits, None)
         return self._advance(logits, tok)
 
     # -- bookkeeping ----------------------------------------------------------------------------
@@ -347,8 +360,10 @@ class Decoder:
                 p["sample_idx"] = torch.tensor(p["sample"], device=dev)
         return self._plan
 
-    def _choose(self, logits: torch.Tensor) -> torch.Tensor:
-        """The processors (class docstring), then argmax or a draw per row."""
+    def _choose(self, logits: torch.Tensor, err: torch.Tensor | None) -> torch.Tensor | None:
+        """The processors (class docstring), then argmax or a draw per row. `err` bounds the
+        error of `logits` per row (None: exact); None is returned, before any draw, when a greedy
+        row's top two are closer than that error allows to call."""
         plan, rows, x = self._settings(), self.rows, logits
 
         def own():  # modify a copy: `logits` stays raw for the log-probabilities
@@ -382,6 +397,8 @@ class Decoder:
         if ban_r:
             own()
             x[ban_r, ban_t] = float("-inf")
+        if err is not None and self._too_close(x, err, plan):
+            return None
         if len(plan["sample"]) == len(rows):
             return _draw(sampling_filter(x, *self._sampling(rows)), [r.gen for r in rows])
         tok = x.argmax(-1)
@@ -390,6 +407,16 @@ class Decoder:
             idx = plan["sample_idx"]
             tok[idx] = _draw(sampling_filter(x[idx], *self._sampling(srows)), [r.gen for r in srows])
         return tok
+
+    def _too_close(self, x, err, plan) -> bool:
+        greedy = [i for i, r in enumerate(self.rows) if not r.s.do_sample]
+        if not greedy:
+            return False
+        top = x[greedy].topk(2, -1).values
+        slope = err.new_tensor([max(r.s.repetition_penalty, 1 / r.s.repetition_penalty) for r in self.rows])
+        # the processors scale an error by at most the repetition penalty; add a few ulps of rounding
+        room = 2 * (err * slope)[greedy] + 4 * top[:, 0].abs() * 2.0 ** -23
+        return bool((top[:, 0] - top[:, 1] <= room).any())
 
     @staticmethod
     def _sampling(rows):

@@ -155,3 +155,32 @@ def test_generate_runs_on_the_decoder_and_keeps_its_results(model):
         assert ids(generate(model, [c], cfg, EOS, indices=[i])) == ids([batched[i]])
     with pytest.raises(ValueError, match="logit_bias"):
         Decoder(model, EOS).add(ctx(2), RowSettings(logit_bias={500: 1.0}))
+
+
+class _NeverSame(dict):
+    def get(self, key, default=None):
+        return False
+
+
+def test_the_fast_head_never_changes_a_greedy_choice(model, monkeypatch):
+    """Where the transposed-copy head is not bit-equal, its logits carry an error bound and a
+    greedy choice closer than that is recomputed with the model's own head."""
+    import lsp_model.kv_cache as kc
+    settings = RowSettings(max_new_tokens=15, min_new_tokens=15, repetition_penalty=1.5)
+    contexts = [ctx(4 + i, i) for i in range(3)]
+
+    def greedy():
+        dec = Decoder(model, EOS)
+        hs = [dec.add(c, settings) for c in contexts]
+        got = run(dec)
+        return [[e.token for e in got[h]] for h in hs]
+    with monkeypatch.context() as m:
+        m.setattr(kc, "_head", lambda lm_head, h: kc.Logits(lm_head(h).float()))
+        want = greedy()
+    monkeypatch.setattr(kc, "_HEAD_T_SAME", _NeverSame())
+    calls = []
+    exact = kc.Logits.exact
+    monkeypatch.setattr(kc.Logits, "exact", lambda self: calls.append(1) or exact(self))
+    assert greedy() == want
+    monkeypatch.setattr(kc, "_U32", 1e-3)   # a bound so loose that every step is recomputed
+    assert greedy() == want and len(calls) >= 15
