@@ -21,7 +21,7 @@ from lsp_model.checkpoint import CheckpointError
 from lsp_model.tokenizer import load_tokenizer
 
 from .model import load_head
-from .score import candidate_ids, context_ids, group_logits, head_logits
+from .score import candidate_ids, context_ids, group_logits
 
 GROUPS = ("prior", "cond")
 FINAL = "final"
@@ -42,10 +42,6 @@ class Ranker:
     single: bool
     batch_size: int = 32
 
-    @property
-    def n_positions(self) -> int:
-        return min(m.config.n_positions for m in self.heads.values())
-
     def _combine(self, logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """{member name: sigmoid score, "final": the combination} from each head's logits."""
         probs = {p: torch.sigmoid(v) for p, v in logits.items()}
@@ -62,10 +58,6 @@ class Ranker:
                 w += m.weight
             return s / w
         return scores | {FINAL: avg_w(self.groups["prior"]) * avg_w(self.groups["cond"])}
-
-    def score_seqs(self, seqs: list[list[int]]) -> dict[str, torch.Tensor]:
-        """Scores of whole token sequences (context + candidate), fp32."""
-        return self._combine({p: head_logits(m, seqs, self.batch_size) for p, m in self.heads.items()})
 
     def score(self, contexts: list[list[str]], hyps: list[list[str]],
               max_cxt_turn: int | None = None) -> list[dict[str, list[float]]]:

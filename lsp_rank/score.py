@@ -36,12 +36,6 @@ def candidate_ids(tok, hyps: list[str]) -> list[list[int]]:
     return encode_batch(tok, [h.strip() for h in hyps])
 
 
-def pair_ids(tok, turns: list[str], hyps: list[str], max_cxt_turn: int | None = None) -> list[list[int]]:
-    """The sequence of every candidate of one context."""
-    ctx = context_ids(tok, turns, max_cxt_turn)
-    return [ctx + h for h in candidate_ids(tok, hyps)]
-
-
 def batches_by_length(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Indices sorted by length (stable), cut into runs of `batch_size`: little padding."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
@@ -102,47 +96,58 @@ def group_logits(model, groups: list[Group], batch_size: int = 32) -> torch.Tens
     if long:
         rows = [starts[g] + j for g in long for j in range(len(groups[g][1]))]
         out[rows] = head_logits(model, [groups[g][0] + h for g in long for h in groups[g][1]], batch_size)
-    fits.sort(key=lambda g: len(groups[g][0]))  # contexts of similar length together
-    for i in range(0, len(fits), batch_size):
+    for i in range(0, len(fits), batch_size):  # bounded memory: the cached contexts of one chunk
         chunk = fits[i:i + batch_size]
         _shared_chunk(model, [groups[g] for g in chunk], [starts[g] for g in chunk], out, batch_size)
     return out
 
 
-def _select(cache: DynamicCache, rows: torch.Tensor) -> DynamicCache:
-    """A new cache holding `rows` (repeats allowed) of every layer of `cache`."""
-    new = DynamicCache()
-    for i, layer in enumerate(cache.layers):
-        new.update(layer.keys[rows], layer.values[rows], i)
-    return new
+CONTEXT_ROWS = 8  # contexts per context pass: sorted by length, little padding
 
 
 def _shared_chunk(model, groups: list[Group], starts: list[int], out: torch.Tensor, batch_size: int) -> None:
-    """Contexts (right-padded, one row each) once with a cache; then the candidates, sorted by
-    length in runs of `batch_size`, each row reading its context's cache at positions
-    len(context) + j. An empty candidate is scored at its context's last token."""
+    """The contexts once (sorted by length, CONTEXT_ROWS per pass), each keeping its own keys and
+    values; then every candidate of the chunk, sorted by length in runs of `batch_size`, each row
+    reading its context's keys/values at positions len(context) + j. An empty candidate is scored
+    at its context's last token."""
     device = next(model.parameters()).device
-    ctx_ids, ctx_lens = pad_rows([c for c, _ in groups], device)
-    C = ctx_ids.shape[1]
-    ctx_mask = (torch.arange(C, device=device) < ctx_lens[:, None]).long()
-    pos = torch.arange(C, device=device).expand_as(ctx_ids)
-    res = model.transformer(input_ids=ctx_ids, position_ids=pos, attention_mask=ctx_mask, cache=DynamicCache(),
-                            use_cache=True)
-    last = res.last_hidden_state[torch.arange(len(groups), device=device), ctx_lens - 1]
+    kv: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in groups]  # per context, per layer
+    hidden = torch.empty(len(groups), model.config.n_embd, device=device)
+    for run in batches_by_length([len(c) for c, _ in groups], CONTEXT_ROWS):
+        ids, lens = pad_rows([groups[g][0] for g in run], device)
+        pos = torch.arange(ids.shape[1], device=device).expand_as(ids)
+        mask = (pos < lens[:, None]).long()
+        res = model.transformer(input_ids=ids, position_ids=pos, attention_mask=mask, cache=DynamicCache(),
+                                use_cache=True)
+        hidden[run] = res.last_hidden_state[torch.arange(len(run), device=device), lens - 1].to(hidden.dtype)
+        for r, g in enumerate(run):
+            n = int(lens[r])
+            kv[g] = [(layer.keys[r:r + 1, :, :n], layer.values[r:r + 1, :, :n]) for layer in res.cache.layers]
     owner = [g for g, (_, hs) in enumerate(groups) for _ in hs]
-    rows = [s + j for s, (_, hs) in zip(starts, groups) for j in range(len(hs))]
     hyps = [h for _, hs in groups for h in hs]
-    hidden = last[torch.tensor(owner, device=device)]
+    last = hidden[torch.tensor(owner, device=device)]
     for run in batches_by_length([len(h) for h in hyps], batch_size):
         run = [r for r in run if hyps[r]]
         if not run:
             continue
-        own = torch.tensor([owner[r] for r in run], device=device)
+        own = [owner[r] for r in run]
+        c_lens = torch.tensor([len(groups[g][0]) for g in own], device=device)
+        C = int(c_lens.max())
+        cache = DynamicCache()
+        for layer in range(len(kv[own[0]])):
+            k0 = kv[own[0]][layer][0]
+            keys = k0.new_zeros(len(run), k0.shape[1], C, k0.shape[3])
+            values = torch.zeros_like(keys)
+            for r, g in enumerate(own):
+                k, v = kv[g][layer]
+                keys[r, :, :k.shape[2]], values[r, :, :v.shape[2]] = k[0], v[0]
+            cache.update(keys, values, layer)
         h_ids, h_lens = pad_rows([hyps[r] for r in run], device)
         H = h_ids.shape[1]
-        h_mask = (torch.arange(H, device=device) < h_lens[:, None]).long()
-        h_pos = ctx_lens[own][:, None] + torch.arange(H, device=device)
-        h = model.transformer(input_ids=h_ids, position_ids=h_pos, attention_mask=torch.cat([ctx_mask[own], h_mask], 1),
-                              cache=_select(res.cache, own), use_cache=True).last_hidden_state
-        hidden[torch.tensor(run, device=device)] = h[torch.arange(len(run), device=device), h_lens - 1]
-    out[rows] = (hidden.float() * model.score.weight[0].float()).sum(-1).cpu()
+        mask = torch.cat([(torch.arange(C, device=device) < c_lens[:, None]).long(),
+                          (torch.arange(H, device=device) < h_lens[:, None]).long()], 1)
+        h = model.transformer(input_ids=h_ids, position_ids=c_lens[:, None] + torch.arange(H, device=device),
+                              attention_mask=mask, cache=cache, use_cache=True).last_hidden_state
+        last[torch.tensor(run, device=device)] = h[torch.arange(len(run), device=device), h_lens - 1].to(last.dtype)
+    rows = [s + j for s, (_, hs) in zip(starts, groups) for j in range(len(hs))]
+    out[rows] = (last.float() * model.score.weight[0].float()).sum(-1).cpu()

@@ -95,8 +95,8 @@ def test_too_long_keeps_right_end(dialogrpt_dir):
     r = load_ranker(dialogrpt_dir / "updown.pth")
     long_ctx = ["hello there " * 700, "how are you"]
     got = r.score([long_ctx], [["fine thanks"]])[0]["final"][0]
-    from lsp_rank.score import pair_ids
-    seq = pair_ids(r.tok, long_ctx, ["fine thanks"])[0]
+    from lsp_rank.score import candidate_ids, context_ids
+    seq = context_ids(r.tok, long_ctx) + candidate_ids(r.tok, ["fine thanks"])[0]
     assert len(seq) > 1024
     from lsp_rank.score import head_logits
     want = torch.sigmoid(head_logits(next(iter(r.heads.values())), [seq[-1024:]]))[0].item()
