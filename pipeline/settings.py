@@ -39,7 +39,7 @@ class DemoSettings:
     init: str = flag("gpt2", "with --model: GPT-2 weights (as the original demo), or DialoGPT multiref "
                      "fine-tuned (ft) / from-scratch (fs) checkpoints", choices=INITS)
     model_dir: Path | None = flag(None, "folder already holding the checkpoint (no download)", type=Path)
-    config: Path | None = flag(None, "config.json of the model to train from scratch (default: 4 layers, "
+    config: Path | None = flag(None, "config.json of the model to train from scratch (default: configs/tiny, 4 layers, "
                                "256 wide, 4 heads, 128 positions)", type=Path)
     steps: int = flag(500, "optimizer steps (updates)")
     batch_size: int = flag(8, "sequences per update")

@@ -210,7 +210,7 @@ def _base(tmp_path):
         tsv.write_text("0.0 hello there\t1.0 hi how are you\n" * 8)
         build_db(tsv, db, max_seq_len=64, progress=False)
     ev = tmp_path / "eval.tsv"
-    ev.write_text("hello there\thi\n")
+    ev.write_text("hello there\thi\n" * 4)  # one full eval batch (the default 4): else refused at start-up
     return ["--model_name_or_path", model_dir, "--train_input_file", db, "--eval_input_file", ev,
             "--output_dir", tmp_path / "out", "--fp16", "false", "--max_seq_length", "64", "--pbar", "false"]
 

@@ -95,3 +95,18 @@ def test_lsp_train_refuses_the_small_eval_file_before_the_run_folder(tmp_path, c
     assert code == 2 and err[-1].startswith(f"LSP_train.py: error: --eval_input_file {tmp_path / 'valid.tsv'}: 6 "
                                             "lines give no full batch of --eval_batch_size 32"), err
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_finished_run_folder_is_a_starting_point(tmp_path, capsys, monkeypatch):
+    """README's offline own-data path: --model_name_or_path RUN --init_checkpoint RUN."""
+    from lsp_model.checkpoint import read_state_dict
+    code, err = cli(argv_of(tmp_path / "a", model_dir(tmp_path, "m"), "--num_optim_steps", 2), capsys, monkeypatch,
+                    ListLoader(batches(4)))
+    run = next((tmp_path / "a" / "out").iterdir())
+    assert code == 0, err
+    code, err = cli(argv_of(tmp_path / "b", run, "--init_checkpoint", run, "--num_optim_steps", 2, "--learning_rate",
+                            0), capsys, monkeypatch, ListLoader(batches(4)))
+    new = next((tmp_path / "b" / "out").iterdir())
+    assert code == 0, err
+    a, b = read_state_dict(run / "GP2-pretrain-step-2.pkl"), read_state_dict(new / "GP2-pretrain-step-2.pkl")
+    assert all((a[k] == b[k]).all() for k in a)  # learning rate 0: the demo's weights carried over as they were
