@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--device", type=str, default=None, help="force a device, e.g. cpu (default: cuda if available)")
     a("--threads", type=int, default=None,
       help="CPU threads per process (default: $OMP_NUM_THREADS, else the cores free right now)")
+    a("--deterministic", type=boolean_string, default=False,
+      help="losses and checkpoints independent of the CPU thread count (gpt2_training/determinism.py)")
     for action in p._actions[1:]:  # after -h: show each flag's default, mark the required ones
         if action.type is parse_bool:
             action.metavar = "{true,false}"
