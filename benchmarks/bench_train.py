@@ -170,7 +170,7 @@ def main(argv=None):
                          ratio_lo=r[1], ratio_hi=r[2], mfu=mfu))
     for prec in a.precisions if a.deterministic else ():
         r = summary(ratio_rounds(t[("ours det", prec)], t[("ours", prec)]))
-        print(f"  --deterministic {prec}: x{r[0]:.2f} the speed [{r[1]:.2f}-{r[2]:.2f}]")
+        print(f"  --deterministic {prec}: x{r[0]:.2f} the time of ours [{r[1]:.2f}-{r[2]:.2f}]")
         rows.append(dict(name="ours det/ours", precision=prec, ratio=r[0], lo=r[1], hi=r[2]))
     if {"fp32", "bf16"} <= set(a.precisions):
         for name in ("ours", "plain"):
