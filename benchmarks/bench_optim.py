@@ -74,7 +74,8 @@ def main(argv=None):
         r2 = summary(ratio_rounds(xs, t["adamw fused"]))
         print(f"  {k:18} {med:6.3f} s [{lo:.3f}-{hi:.3f}]   x{r[0]:.2f} the time of adamw fused+clip "
               f"[{r[1]:.2f}-{r[2]:.2f}], x{r2[0]:.2f} of adamw fused [{r2[1]:.2f}-{r2[2]:.2f}]")
-        rows.append(dict(name=k, seconds=med, lo=lo, hi=hi, ratio_vs_adamw_clip=r[0], ratio_vs_adamw=r2[0]))
+        rows.append(dict(name=k, seconds=med, lo=lo, hi=hi, ratio_vs_adamw_clip=r[0], ratio_vs_adamw=r2[0],
+                         ratio_lo=r[1], ratio_hi=r[2]))
     write_json(a.json, "optim", rows)
 
 

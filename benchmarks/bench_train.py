@@ -2,15 +2,17 @@
 batches, interleaved rounds (the CPU may be shared: only same-round ratios mean much).
 
 ours : gpt2_training.loss.LMLoss (chunked head + CE, unlabelled positions skipped on CPU) + the
-       original's Adam (gpt2_training.optim, fused kernel), set_lr noam, as gpt2_training.loop
+       original's Adam (gpt2_training.optim, fused kernel), set_lr noam, low-precision weights cast
+       once per update (gpt2_training.amp.UpdateCasts), as gpt2_training.loop
 plain: model(input_ids, labels=...) (transformers' loss over full logits) + torch
        AdamW(fused=True) + clip_grad_norm_(1.0): what a user of transformers would write
 Both accumulate gradients over --accum micro-batches per update, in fp32 and in bf16 autocast.
 Reports real (non-pad) tokens/s (median [min-max] over rounds), the per-round ratios, and MFU
 against the measured matmul peak of each dtype.
 
-    python benchmarks/bench_train.py                      # 117M, fp32 and bf16, accum 4
+    python benchmarks/bench_train.py                      # 117M, fp32 and bf16, accum 8
     python benchmarks/bench_train.py --size small --rounds 2 --accum 2
+    python benchmarks/bench_train.py --size small --precisions fp32 --deterministic   # its cost
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from common import interleaved, load, machine, ratio_rounds, summary, write_json  # noqa: E402
+from gpt2_training.amp import UpdateCasts  # noqa: E402
+from gpt2_training.determinism import deterministic_layer_norms  # noqa: E402
 from gpt2_training.loss import LMLoss  # noqa: E402
 from gpt2_training.optim import build_optimizer, optimizer_step  # noqa: E402
 from gpt2_training.schedule import set_lr  # noqa: E402
@@ -85,10 +89,11 @@ def ours_update(model, cfg, optim="lsp", compile_model=False):
     step = [0]
 
     def update(batches, amp):
-        for ids, pos, lab in batches:
-            with amp():
-                loss, _ = fwd(ids, pos, None, lab)
-            loss.backward()
+        with UpdateCasts(next(model.parameters()).device.type, amp is not contextlib.nullcontext):
+            for ids, pos, lab in batches:
+                with amp():
+                    loss, _ = fwd(ids, pos, None, lab)
+                loss.backward()
         set_lr(opt, step[0], "noam", 1e-5, 16000, 0.1, cfg.n_embd, 1000000)
         optimizer_step(opt, None)
         opt.zero_grad(set_to_none=True)
@@ -122,10 +127,12 @@ def main(argv=None):
     ap.add_argument("--size", default="117M", help="a configs/ folder, or 'small' (4 layers, 256 wide)")
     ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--accum", type=int, default=4, help="micro-batches per update")
+    ap.add_argument("--accum", type=int, default=8, help="micro-batches per update")
     ap.add_argument("--batch", type=int, default=8, help="rows per micro-batch")
     ap.add_argument("--seq", type=int, default=104)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--deterministic", action="store_true",
+                    help="also time ours with --deterministic (thread-count-independent LayerNorm grads)")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -136,10 +143,12 @@ def main(argv=None):
     fns, batches = {}, make_batches(a.accum, a.batch, a.seq, cfg.vocab_size)
     for prec in a.precisions:
         amp = amp_for(prec, "cpu")
-        for name in ("ours", "plain"):
+        for name in ("ours", "plain") + (("ours det",) if a.deterministic else ()):
             m = build_model(cfg)
             m.load_state_dict(base.state_dict())
-            upd = ours_update(m, cfg) if name == "ours" else plain_update(m)
+            if name == "ours det":
+                deterministic_layer_norms(m)
+            upd = plain_update(m) if name == "plain" else ours_update(m, cfg)
             fns[(name, prec)] = (lambda u=upd, amp=amp: u(batches, amp))
     interleaved(fns, 1)  # warm-up: optimizer state, allocator, caches
     t = interleaved(fns, a.rounds)
@@ -155,9 +164,14 @@ def main(argv=None):
         med, lo, hi = summary(tok)
         r = summary(ratio_rounds(t[("plain", prec)], xs))
         mfu = med * fpt / peaks[prec]
-        print(f"  {name:5} {prec:5} {med:8.0f} tok/s [{lo:.0f}-{hi:.0f}]  x{r[0]:.2f} of plain [{r[1]:.2f}-{r[2]:.2f}]"
+        print(f"  {name:8} {prec:5} {med:8.0f} tok/s [{lo:.0f}-{hi:.0f}]  x{r[0]:.2f} of plain [{r[1]:.2f}-{r[2]:.2f}]"
               f"  MFU {mfu:.1%}")
-        rows.append(dict(name=name, precision=prec, tokens_per_s=med, lo=lo, hi=hi, ratio_vs_plain=r[0], mfu=mfu))
+        rows.append(dict(name=name, precision=prec, tokens_per_s=med, lo=lo, hi=hi, ratio_vs_plain=r[0],
+                         ratio_lo=r[1], ratio_hi=r[2], mfu=mfu))
+    for prec in a.precisions if a.deterministic else ():
+        r = summary(ratio_rounds(t[("ours det", prec)], t[("ours", prec)]))
+        print(f"  --deterministic {prec}: x{r[0]:.2f} the time of ours [{r[1]:.2f}-{r[2]:.2f}]")
+        rows.append(dict(name="ours det/ours", precision=prec, ratio=r[0], lo=r[1], hi=r[2]))
     if {"fp32", "bf16"} <= set(a.precisions):
         for name in ("ours", "plain"):
             r = summary(ratio_rounds(t[(name, "fp32")], t[(name, "bf16")]))

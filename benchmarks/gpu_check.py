@@ -6,6 +6,7 @@ batch 64 against transformers' generate. The same code paths as the CPU benchmar
     python benchmarks/gpu_check.py main --json main.json
     torchrun --standalone --nproc_per_node 1 benchmarks/gpu_check.py ddp --json ddp.json
     python benchmarks/gpu_check.py table main.json ddp.json
+    python benchmarks/gpu_check.py project      # no GPU needed: projected figures (docs/gpu.md)
 """
 from __future__ import annotations
 
@@ -158,15 +159,30 @@ def table(paths):
         print(f"| {r['name']:38} | {r['value']:32} | {extra:>6} |")
 
 
+H100_BF16_PEAK = 989e12  # H100 SXM dense bf16 tensor-core FLOP/s (NVIDIA's datasheet; fp16 the same)
+
+
+def project(mfu: float = 0.40, peak: float = H100_BF16_PEAK, seq: int = 128) -> None:
+    """Projected training tokens/s on one H100 at a given MFU: peak x MFU / FLOPs per token (the
+    same count the measured MFU uses). A projection, not a measurement: gpu_check.sh replaces it."""
+    print(f"PROJECTION (no GPU run): one H100 SXM, {peak / 1e12:.0f} TFLOP/s bf16 peak, {mfu:.0%} MFU, "
+          f"{seq}-token rows")
+    for size in ("117M", "345M", "762M"):
+        fpt = flops_per_token(load_config(REPO / "configs" / size), seq)
+        print(f"  {size}: {fpt / 1e9:.2f} GFLOP/token -> {peak * mfu / fpt:,.0f} tokens/s")
+
+
 def cli(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["main", "ddp", "table"])
+    ap.add_argument("what", choices=["main", "ddp", "table", "project"])
     ap.add_argument("paths", nargs="*")
     ap.add_argument("--json")
     ap.add_argument("--budget_s", type=float, default=150, help="stop starting new training configs after this")
     a = ap.parse_args(argv)
     if a.what == "table":
         return table(a.paths)
+    if a.what == "project":
+        return project()
     if not torch.cuda.is_available():
         sys.exit("gpu_check.py: no CUDA device")
     print(machine(), torch.cuda.get_device_name())

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py --json /tmp/train.json      # ... and the other benchmarks
     python benchmarks/write_readme_table.py /tmp/train.json /tmp/optim.json /tmp/prepro.json /tmp/decode.json
+    python benchmarks/run_all.py --quick     # runs them all, then this
 
 Rewrites the lines between the perf-table markers in README.md; every number comes from a file.
 """
@@ -17,28 +18,37 @@ START = "<!-- perf-table:start: written by benchmarks/write_readme_table.py from
 END = "<!-- perf-table:end -->"
 
 
+def spread(x: dict, key: str, fmt: str, lo: str = "lo", hi: str = "hi", unit: str = "") -> str:
+    """`median [min-max]` when the row carries its range (older JSON files may not)."""
+    v = format(x[key], fmt) + unit
+    if lo in x and hi in x:
+        v += f" [{format(x[lo], fmt)}-{format(x[hi], fmt)}]"
+    return v
+
+
 def _rows_train(d):
     r = {(x["name"], x["precision"]): x for x in d["rows"]}
     out = []
     for prec in ("fp32", "bf16"):
         if ("ours", prec) in r:
             o, p = r[("ours", prec)], r[("plain", prec)]
-            out.append((f"training {prec}", "bench_train.py", f"{o['tokens_per_s']:,.0f} tok/s",
-                        f"transformers `labels=` + AdamW(fused) + clip: {p['tokens_per_s']:,.0f} tok/s",
-                        f"{o['ratio_vs_plain']:.2f}x"))
+            out.append((f"training {prec}", "bench_train.py", spread(o, "tokens_per_s", ",.0f") + " tok/s",
+                        f"transformers `labels=` + AdamW(fused) + clip: {spread(p, 'tokens_per_s', ',.0f')} tok/s",
+                        spread(o, "ratio_vs_plain", ".2f", "ratio_lo", "ratio_hi") + "x"))
     if ("ours", "bf16/fp32") in r:
         o, p = r[("ours", "bf16/fp32")], r[("plain", "bf16/fp32")]
-        out.append(("training bf16/fp32", "bench_train.py", f"{o['ratio']:.2f}x", f"transformers: {p['ratio']:.2f}x",
-                    ""))
+        out.append(("training bf16/fp32", "bench_train.py", spread(o, "ratio", ".2f") + "x",
+                    f"transformers: {spread(p, 'ratio', '.2f')}x", ""))
     return out
 
 
 def _rows_optim(d):
     r = {x["name"]: x for x in d["rows"]}
     o, c, f = r["lsp fused"], r["adamw fused+clip"], r["adamw fused"]  # ratios: per-round medians
-    return [("optimizer update 117M", "bench_optim.py", f"original Adam (fused kernel): {o['seconds']:.3f} s",
-             f"AdamW(fused) + clip_grad_norm_: {c['seconds']:.3f} s; AdamW(fused) alone {f['seconds']:.3f} s",
-             f"{o['ratio_vs_adamw_clip']:.2f}x / {o['ratio_vs_adamw']:.2f}x the time")]
+    return [("optimizer update 117M", "bench_optim.py", f"original Adam (fused kernel): {spread(o, 'seconds', '.3f')} s",
+             f"AdamW(fused) + clip_grad_norm_: {spread(c, 'seconds', '.3f')} s; AdamW(fused) alone "
+             f"{spread(f, 'seconds', '.3f')} s",
+             f"{spread(o, 'ratio_vs_adamw_clip', '.2f', 'ratio_lo', 'ratio_hi')}x / {o['ratio_vs_adamw']:.2f}x the time")]
 
 
 def _rows_prepro(d):
@@ -56,14 +66,10 @@ def _rows_decode(d):
         if name != "ours":
             continue
         t = r[("transformers", mode, bs)]
-        out.append((f"decoding {mode} batch {bs}", "bench_decode.py", f"{x['tokens_per_s']:,.1f} tok/s",
-                    f"transformers `generate`: {t['tokens_per_s']:,.1f} tok/s",
-                    f"{x['ratio_vs_transformers']:.2f}x{_spread(x)}, {_equal(x['outputs_equal'])}"))
+        out.append((f"decoding {mode} batch {bs}", "bench_decode.py", spread(x, "tokens_per_s", ",.1f") + " tok/s",
+                    f"transformers `generate`: {spread(t, 'tokens_per_s', ',.1f')} tok/s",
+                    spread(x, "ratio_vs_transformers", ".2f", "ratio_lo", "ratio_hi", "x") + f", {_equal(x['outputs_equal'])}"))
     return out
-
-
-def _spread(x) -> str:
-    return f" [{x['ratio_lo']:.2f}-{x['ratio_hi']:.2f}]" if "ratio_lo" in x else ""
 
 
 def _equal(same) -> str:

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--device", type=str, default=None, help="force a device, e.g. cpu (default: cuda if available)")
     a("--threads", type=int, default=None,
       help="CPU threads per process (default: $OMP_NUM_THREADS, else the cores free right now)")
+    a("--deterministic", type=boolean_string, default=False,
+      help="losses and checkpoints independent of the CPU thread count (gpt2_training/determinism.py)")
     # --- LoRA (peft; pip install dialogpt[lora]) and run tracking
     a("--lora_r", type=int, default=0, help="LoRA rank; > 0 trains a LoRA adapter on the frozen --init_checkpoint")
     a("--lora_alpha", type=float, default=16.0, help="LoRA scaling numerator (updates scale by alpha/r)")

@@ -33,7 +33,9 @@ from lsp_model.tokenizer import load_tokenizer, tokenizer_identity
 from . import checkpoint as ckpt
 from . import distributed as dist_utils
 from . import rundir
+from .amp import UpdateCasts
 from .args import UsageError, resolved_config
+from .determinism import deterministic_layer_norms
 from .eval import check_gives_a_batch, eval_model_loss
 from .failures import Interrupted, TrainingDiverged, held_signals, stop_on_signals, writing
 from .logs import RunLog
@@ -66,6 +68,7 @@ class Run:
     amp: object
     fp16: bool
     micro_batch: int
+    casts: UpdateCasts  # low-precision weights cast once per update (gpt2_training/amp.py)
     last: dict = field(default_factory=dict)  # the last update's (and eval's) values
     lora: object = None  # gpt2_training.lora.LoraTraining for a LoRA run
 
@@ -142,6 +145,7 @@ def micro_step(run: Run, batch) -> None:
         token_ids = None
     ddp = run.model if run.d.world_size > 1 else None
     sync = ddp.no_sync() if ddp is not None and (st.step + 1) % accum else contextlib.nullcontext()
+    run.casts.open()  # the update's first micro-batch casts the weights; the others reuse them
     with sync:
         with run.amp:
             loss, ppl = run.model(input_ids, position_ids, token_ids, label_ids,
@@ -165,6 +169,7 @@ def update(run: Run) -> None:
             f"non-finite training loss ({stats[3]}) at optimizer step {st.global_step + 1} "
             f"(epoch {st.epoch + 1}); stopping before the update. Last good checkpoint: "
             f"{run.ckpt.last or 'none saved yet'}. Lower --learning_rate or use fp32.")
+    run.casts.close()  # before the weights change
     ok = optimizer_step(run.optimizer, run.scaler)
     run.optimizer.zero_grad(set_to_none=True)
     values = st.finish_update(stats, run.d.world_size)
@@ -229,8 +234,10 @@ def open_run(args, d, train_loader, eval_loader, stack: contextlib.ExitStack) ->
     log = RunLog(log_dir, fp16, resume["global_step"] if resume else None, args.num_optim_steps,
                  state.global_step, d.is_main, args.pbar, args.report_to, run_config)
     stack.callback(log.close)
+    casts = UpdateCasts(d.device.type, fp16 or bool(args.bf16))
+    stack.callback(casts.close)
     return Run(args, d, config, raw_model, model, optimizer, scaler, train_loader, eval_loader, state, log,
-               checkpointer, autocast(d.device, fp16, args.bf16), fp16, micro_batch, lora=lora)
+               checkpointer, autocast(d.device, fp16, args.bf16), fp16, micro_batch, casts, lora=lora)
 
 
 def seed_everything(seed: int) -> None:
@@ -343,6 +350,8 @@ def build_models(args, d, config):
         from .lora import attach
         lora = attach(args, raw_model)
     raw_model.to(d.device)
+    if args.deterministic:
+        deterministic_layer_norms(raw_model)
     if args.gradient_checkpointing:
         raw_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if d.is_main:

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .amp import low_weight
+
 CHUNK_ELEMS = 1 << 25  # logits per chunk (128 MiB in fp32)
 
 
@@ -73,7 +75,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
         inv_n = grad_scale / n_valid.to(torch.float32)
         chunk = max(1, CHUNK_ELEMS // w.shape[0])
         grads = _head_grads_fp32 if compute_dtype == torch.float32 else _head_grads_low
-        ce, dh, dw = grads(h.to(compute_dtype), w.to(compute_dtype), labels, inv_n, chunk, ctx.needs_input_grad[1])
+        ce, dh, dw = grads(h.to(compute_dtype), low_weight(w, compute_dtype), labels, inv_n, chunk,
+                           ctx.needs_input_grad[1])
         ctx.save_for_backward(dh, dw)
         ctx.grad_scale = grad_scale
         ctx.dtypes = (h.dtype, w.dtype)

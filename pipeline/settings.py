@@ -54,7 +54,8 @@ class DemoSettings:
     meteor: bool = flag(True, "skip METEOR (it needs java)", name="--no_meteor")
     threads: int | None = flag(None, "CPU threads per stage (OMP/MKL; default: the cores free when the "
                                "demo starts)", type=int)
-    bf16: bool | None = flag(None, "train with bf16 autocast (default: on where the CPU has bf16 units)",
+    bf16: bool | None = flag(None, "train with bf16 autocast (default: the faster of bf16 and fp32 here, timed "
+                             "on a few updates before training)",
                              type=str, choices=("true", "false"))
     quiet: bool = flag(False, "hide the stages' output (it is still in logs/)")
     # not flags

@@ -213,7 +213,8 @@ def train_command(s: DemoSettings, mdir: Path, init: Path | None, db: Path, eval
            "--eval_batch_size", 16, "--learning_rate", s.lr, "--num_optim_steps", s.steps,
            "--valid_step", s.valid_step, "--warmup_steps", s.warmup_steps, "--normalize_data", "true",
            "--fp16", "false", "--bf16", str(bf16).lower(), "--lr_schedule", "noam",
-           "--no_token_id", "true", "--pbar", "true"]
+           "--no_token_id", "true", "--pbar", "true",
+           "--deterministic", "true"]  # the same losses whatever thread count the free cores give
     return cmd + (["--resume_from_checkpoint", resume] if resume is not None else [])
 
 
@@ -370,16 +371,43 @@ def stage_eval(s: DemoSettings, threads: int, name: str, hyp: Path, refs: Path) 
 
 # ---------------------------------------------------------------------------------------------
 
-def cpu_choices(s: DemoSettings) -> tuple[int, bool]:
-    """(threads per stage, bf16): the flags when given, else the free cores and the CPU's bf16 units."""
-    from lsp_io.cpu import free_cores, has_bf16
+def cpu_choices(s: DemoSettings) -> int:
+    """Threads per stage: --threads when given, else the free cores."""
+    from lsp_io.cpu import free_cores
     free, cores, busy = free_cores()
     threads = s.threads or free
     how = "--threads" if s.threads else f"{cores} core(s), {busy:.1f} busy now"
-    bf16 = has_bf16() if s.bf16 is None else s.bf16
-    say(f"cpu: {threads} thread(s) per stage ({how}); training in {'bf16 autocast' if bf16 else 'fp32'}"
-        f"{'' if s.bf16 is not None else ' (the CPU ' + ('has' if bf16 else 'lacks') + ' bf16 units)'}")
-    return threads, bf16
+    say(f"cpu: {threads} thread(s) per stage ({how})")
+    return threads
+
+
+def stage_precision(s: DemoSettings, threads: int, mdir: Path) -> bool:
+    """bf16 or not: --bf16 when given, else a few timed updates of the demo's model in both
+    precisions at the stage's thread count (gpt2_training.precision), the faster one. The choice is
+    stamped, so a re-run (and a resumed training) keeps it."""
+    if s.bf16 is not None:
+        say(f"precision: {'bf16 autocast' if s.bf16 else 'fp32'} (--bf16 {str(s.bf16).lower()})")
+        return s.bf16
+    key = {"config": fingerprint(mdir / "config.json"), "batch_size": s.batch_size, "seq": s.max_seq_len,
+           "threads": threads}
+    stamp = stamp_matches(s.out, "precision", key)
+    if stamp is None:
+        res_path = s.out / "logs" / "precision.json"
+        run(s.out, "precision", [*s.python, "-m", "gpt2_training.precision", mdir / "config.json", "--batch",
+                                 s.batch_size, "--seq", s.max_seq_len, "--json", res_path],
+            repo=s.repo, threads=threads, quiet=True)
+        try:
+            res = json.loads(res_path.read_text())
+        except (OSError, ValueError) as e:
+            raise StageError(f"precision: gpt2_training.precision wrote no readable {res_path} ({e})") from None
+        write_stamp(s.out, "precision", key, result=res)
+    else:
+        res = stamp["result"]
+    bf16 = res["choice"] == "bf16"
+    say(f"precision: training in {'bf16 autocast' if bf16 else 'fp32'}, the faster here: an update took "
+        f"{res['fp32']:.2f} s in fp32 and {res['bf16']:.2f} s in bf16 ({threads} thread(s), median of "
+        f"{res['rounds']}{', measured earlier' if stamp else ''}; --bf16 true|false fixes it)")
+    return bf16
 
 
 def run_demo(s: DemoSettings) -> dict:
@@ -400,10 +428,11 @@ def run_demo(s: DemoSettings) -> dict:
         finally:
             timings[name] = time.time() - t
 
-    threads, bf16 = cpu_choices(s)
+    threads = cpu_choices(s)
     files = timed("data", stage_data, s, threads)
     mdir, init = timed("model", stage_model, s)
     db = timed("prepro", stage_prepro, s, threads, files["train"])
+    bf16 = timed("precision", stage_precision, s, threads, mdir)
     run_dir = timed("train", stage_train, s, threads, bf16, mdir, init, db, files["refs"])
     results = {}
     for name, flags in s.decodings.items():

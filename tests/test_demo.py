@@ -184,7 +184,7 @@ def test_demo_main_exit_status(fake_repo, tmp_path, monkeypatch, capsys):
         real(self, *a, **{**kw, "repo": fake_repo})
     monkeypatch.setattr(DemoSettings, "__init__", with_fake_repo)
     rc = demo.main(["--data", "dummy", "--steps", "8", "--n_test", "6", "--output_dir", str(tmp_path / "out"),
-                    "--no_meteor", "--quiet"])
+                    "--no_meteor", "--quiet", "--bf16", "false"])  # no precision timing on the fake repo
     err = capsys.readouterr().err
     assert rc == 1
     assert err.startswith("demo: error: train failed (exit status 2)")

@@ -1,0 +1,55 @@
+"""The demo's precision choice: timed updates in fp32 and bf16, the faster by a margin, said and
+stamped (gpt2_training/precision.py, pipeline.stages.stage_precision)."""
+import json
+from pathlib import Path
+
+import pytest
+
+import gpt2_training.precision as precision
+import pipeline.stages as stages
+from pipeline.settings import DemoSettings
+
+
+def fake_timers(seconds: dict):
+    return lambda config, batch, seq, p, seed=0: (lambda: seconds[p])
+
+
+@pytest.mark.parametrize("fp32,bf16,choice", [(2.0, 1.0, "bf16"), (1.0, 2.0, "fp32"), (1.05, 1.0, "fp32"),
+                                              (1.1, 1.0, "bf16")])
+def test_the_faster_by_a_margin(monkeypatch, fp32, bf16, choice):
+    monkeypatch.setattr(precision, "update_timer", fake_timers({"fp32": fp32, "bf16": bf16}))
+    res = precision.measure(None, 8, 16, rounds=3)
+    assert res == {"fp32": fp32, "bf16": bf16, "rounds": 3, "choice": choice}
+
+
+def test_real_updates_are_timed_in_both_precisions(tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 32, "vocab_size": 128}))
+    out = tmp_path / "p.json"
+    assert precision.main([str(cfg), "--batch", "2", "--seq", "16", "--rounds", "1", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["fp32"] > 0 and res["bf16"] > 0 and res["choice"] == (
+        "bf16" if res["fp32"] >= precision.MARGIN * res["bf16"] else "fp32")
+
+
+def test_demo_measures_says_and_keeps_its_choice(tmp_path, capsys, monkeypatch, repo_dir):
+    mdir = tmp_path / "model"
+    mdir.mkdir()
+    (mdir / "config.json").write_text(json.dumps({"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 32,
+                                                  "vocab_size": 128}))
+    s = DemoSettings(out=tmp_path / "out", batch_size=2, quiet=True, max_seq_len=16, repo=repo_dir)
+    bf16 = stages.stage_precision(s, 1, mdir)
+    said = capsys.readouterr().out
+    res = json.loads((s.out / "logs" / "precision.json").read_text())
+    assert bf16 == (res["choice"] == "bf16")
+    assert f"training in {'bf16 autocast' if bf16 else 'fp32'}, the faster here" in said
+    assert f"{res['fp32']:.2f} s in fp32 and {res['bf16']:.2f} s in bf16" in said
+    # a second run (a resumed demo) keeps the choice without measuring again
+    monkeypatch.setattr(stages, "run", lambda *a, **k: pytest.fail("measured again"))
+    assert stages.stage_precision(s, 1, mdir) == bf16
+    assert "measured earlier" in capsys.readouterr().out
+    # --bf16 given: no measurement, the flag
+    for flag in (True, False):
+        s2 = DemoSettings(out=tmp_path / "out2", bf16=flag, repo=repo_dir)
+        assert stages.stage_precision(s2, 1, mdir) is flag
+    assert not (Path(tmp_path / "out2") / "logs").exists()
