@@ -97,7 +97,10 @@ def base_sha256(model) -> str:
 def adapter_state_dict(peft_model) -> dict:
     """The adapter weights, in peft's saved key layout, as fp32 CPU copies."""
     peft = import_peft()
-    return {k: v.detach().to("cpu").float().clone() for k, v in peft.get_peft_model_state_dict(peft_model).items()}
+    # save_embedding_layers=False: the embeddings are never adapted, and "auto" would look for the
+    # base's config (warning for a .pkl base, asking the hub for a name)
+    sd = peft.get_peft_model_state_dict(peft_model, save_embedding_layers=False)
+    return {k: v.detach().to("cpu").float().clone() for k, v in sd.items()}
 
 
 def load_adapter_state_dict(peft_model, sd: dict) -> None:

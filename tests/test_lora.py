@@ -154,9 +154,14 @@ def test_bad_lora_flags_are_one_line_usage_errors(tmp_path):
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_lora_with_mixed_precision(tmp_path, precision):
+    from lsp_model.checkpoint import save_original_pkl
     extra = dict(fp16="true") if precision == "fp16" else dict(bf16="true")
-    res = loop.train(lora_args(tmp_path, make_base(tmp_path), learning_rate=3e-3, **extra), ListLoader(batches()))
+    base = save_original_pkl(load_model(make_base(tmp_path)), tmp_path / "base.pkl")  # an original-layout base
+    res = loop.train(lora_args(tmp_path, base, learning_rate=3e-3, **extra), ListLoader(batches()))
     run = Path(res["run_dir"])
+    ids = torch.randint(1, 256, (1, 8))
+    torch.testing.assert_close(load_model(run / "GP2-pretrain-step-6-lora")(ids).logits,
+                               load_model(run / "GP2-pretrain-step-6-hf")(ids).logits, rtol=1e-5, atol=1e-5)
     losses = [float(r[3]) for r in read_log(run / "train_log.txt")[1:]]
     assert losses[-1] < losses[0]
     adapter = read_state_dict(run / "GP2-pretrain-step-6-lora" / "adapter_model.safetensors")
