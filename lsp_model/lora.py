@@ -40,16 +40,23 @@ def find_adapter(path) -> Path | None:
     p = Path(path)
     if is_adapter(p):
         return p
+    newest = newest_adapter(p)
+    if newest is None:
+        return None
+    from .checkpoint import CKPT_RE, latest_run_checkpoint
+    pkl = latest_run_checkpoint(p)
+    if pkl is not None and int(CKPT_RE.search(pkl.name).group(1)) >= int(ADAPTER_RE.search(newest.name).group(1)):
+        return None
+    return newest
+
+
+def newest_adapter(run_dir) -> Path | None:
+    """The highest-step GP2-pretrain-step-N-lora/ of a run folder."""
+    p = Path(run_dir)
     if not p.is_dir():
         return None
     steps = [int(m.group(1)) for q in p.iterdir() if (m := ADAPTER_RE.search(q.name)) and is_adapter(q)]
-    if not steps:
-        return None
-    from .checkpoint import latest_run_checkpoint, CKPT_RE
-    pkl = latest_run_checkpoint(p)
-    if pkl is not None and int(CKPT_RE.search(pkl.name).group(1)) >= max(steps):
-        return None
-    return run_adapter_path(p, max(steps))
+    return run_adapter_path(p, max(steps)) if steps else None
 
 
 def import_peft():

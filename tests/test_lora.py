@@ -205,8 +205,9 @@ def test_merged_export_loads_without_peft_and_equals_the_adapter_model(tmp_path,
         want = adapter(input_ids=ids).logits
         assert (want - load_model(base).eval()(ids).logits).abs().max() > 1e-3  # the adapter does something
     # python -m lsp_model.convert --merge writes the same export from the adapter folder
-    for dst in ("merged", "merged.pkl"):
-        assert convert_main(["--merge", str(run / "GP2-pretrain-step-6-lora"), str(tmp_path / dst)]) == 0
+    # (the adapter folder, or the finished run folder: its newest adapter)
+    for src, dst in ((run / "GP2-pretrain-step-6-lora", "merged"), (run, "merged.pkl")):
+        assert convert_main(["--merge", str(src), str(tmp_path / dst)]) == 0
     pairs = [(str(run / "GP2-pretrain-step-6-hf"), str(run / "GP2-pretrain-step-6.pkl")),
              (str(tmp_path / "merged"), str(tmp_path / "merged.pkl"))]
     out = tmp_path / "logits.pt"
