@@ -33,12 +33,12 @@ def convert(src: str, dst: str, config: str | None = None, fp16: bool = False, o
     import torch
 
     from .checkpoint import CheckpointError, load_model, save_original_pkl, save_pretrained
-    from .lora import find_adapter, load_merged
+    from .lora import find_adapter, load_merged, newest_adapter
     from .tokenizer import load_tokenizer
     out = Path(dst)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists (pass --overwrite)")
-    adapter = find_adapter(src) if merge or base else None
+    adapter = (find_adapter(src) or newest_adapter(src)) if merge or base else None  # a finished run too
     if (merge or base) and adapter is None:
         raise CheckpointError(f"{src}: not a LoRA adapter folder (adapter_config.json) or a LoRA run folder")
     model = load_merged(adapter, config, base=base) if adapter is not None else load_model(src, config=config)

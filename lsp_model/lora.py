@@ -30,12 +30,16 @@ def find_adapter(path) -> Path | None:
     p = Path(path)
     if is_adapter(p):
         return p
-    if not p.is_dir():
-        return None
     steps, pkls = adapter_steps(p), weight_steps(p)
     if not steps or (pkls and pkls[0] >= steps[0]):
         return None
     return adapter_path(p, steps[0])
+
+
+def newest_adapter(run_dir) -> Path | None:
+    """The highest-step GP2-pretrain-step-N-lora/ of a run folder."""
+    steps = adapter_steps(run_dir)
+    return adapter_path(run_dir, steps[0]) if steps else None
 
 
 def import_peft():
@@ -83,7 +87,10 @@ def base_sha256(model) -> str:
 def adapter_state_dict(peft_model) -> dict:
     """The adapter weights, in peft's saved key layout, as fp32 CPU copies."""
     peft = import_peft()
-    return {k: v.detach().to("cpu").float().clone() for k, v in peft.get_peft_model_state_dict(peft_model).items()}
+    # save_embedding_layers=False: the embeddings are never adapted, and "auto" would look for the
+    # base's config (warning for a .pkl base, asking the hub for a name)
+    sd = peft.get_peft_model_state_dict(peft_model, save_embedding_layers=False)
+    return {k: v.detach().to("cpu").float().clone() for k, v in sd.items()}
 
 
 def load_adapter_state_dict(peft_model, sd: dict) -> None:

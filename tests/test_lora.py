@@ -154,9 +154,14 @@ def test_bad_lora_flags_are_one_line_usage_errors(tmp_path):
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_lora_with_mixed_precision(tmp_path, precision):
+    from lsp_model.checkpoint import save_original_pkl
     extra = dict(fp16="true") if precision == "fp16" else dict(bf16="true")
-    res = loop.train(lora_args(tmp_path, make_base(tmp_path), learning_rate=3e-3, **extra), ListLoader(batches()))
+    base = save_original_pkl(load_model(make_base(tmp_path)), tmp_path / "base.pkl")  # an original-layout base
+    res = loop.train(lora_args(tmp_path, base, learning_rate=3e-3, **extra), ListLoader(batches()))
     run = Path(res["run_dir"])
+    ids = torch.randint(1, 256, (1, 8))
+    torch.testing.assert_close(load_model(run / "GP2-pretrain-step-6-lora")(ids).logits,
+                               load_model(run / "GP2-pretrain-step-6-hf")(ids).logits, rtol=1e-5, atol=1e-5)
     losses = [float(r[3]) for r in read_log(run / "train_log.txt")[1:]]
     assert losses[-1] < losses[0]
     adapter = read_state_dict(run / "GP2-pretrain-step-6-lora" / "adapter_model.safetensors")
@@ -200,8 +205,9 @@ def test_merged_export_loads_without_peft_and_equals_the_adapter_model(tmp_path,
         want = adapter(input_ids=ids).logits
         assert (want - load_model(base).eval()(ids).logits).abs().max() > 1e-3  # the adapter does something
     # python -m lsp_model.convert --merge writes the same export from the adapter folder
-    for dst in ("merged", "merged.pkl"):
-        assert convert_main(["--merge", str(run / "GP2-pretrain-step-6-lora"), str(tmp_path / dst)]) == 0
+    # (the adapter folder, or the finished run folder: its newest adapter)
+    for src, dst in ((run / "GP2-pretrain-step-6-lora", "merged"), (run, "merged.pkl")):
+        assert convert_main(["--merge", str(src), str(tmp_path / dst)]) == 0
     pairs = [(str(run / "GP2-pretrain-step-6-hf"), str(run / "GP2-pretrain-step-6.pkl")),
              (str(tmp_path / "merged"), str(tmp_path / "merged.pkl"))]
     out = tmp_path / "logits.pt"
