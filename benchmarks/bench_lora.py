@@ -128,7 +128,8 @@ def main(argv=None):
           f"peak memory {m_ratio[0]:.2f}x [{m_ratio[1]:.2f}-{m_ratio[2]:.2f}]")
     for name, c in (("117M", load_config(REPO / "configs" / "117M")), ("762M", load_config(REPO / "configs" / "762M"))):
         pp = paper(c, args.r)
-        print(f"on paper {name}: {pp['params'] / 1e6:.0f}M params, LoRA r={args.r} trains {pp['lora_params'] / 1e6:.2f}M; "
+        print(f"on paper {name}: {pp['params'] / 1e6:.0f}M params, "
+              f"LoRA r={args.r} trains {pp['lora_params'] / 1e6:.2f}M; "
               f"weights+grads+Adam fp32: full {pp['full_bytes'] / GIB:.1f} GiB, LoRA {pp['lora_bytes'] / GIB:.2f} GiB "
               f"(+ activations)")
         rows.append(dict(mode=f"paper_{name}", **pp))

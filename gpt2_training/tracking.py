@@ -21,7 +21,8 @@ PACKAGES = {"tensorboard": ("tensorboard", "dialogpt[tensorboard]"), "wandb": ("
 def check_available(kind: str) -> None:
     """Before training: one line if the tracker's package is missing."""
     if kind in PACKAGES and importlib.util.find_spec(PACKAGES[kind][0]) is None:
-        raise UsageError(f"--report_to {kind}: {PACKAGES[kind][0]} is not installed (pip install '{PACKAGES[kind][1]}')")
+        package, extra = PACKAGES[kind]
+        raise UsageError(f"--report_to {kind}: {package} is not installed (pip install '{extra}')")
 
 
 class Tracker:

@@ -51,5 +51,6 @@ def test_wandb_offline_run_holds_the_rows_and_the_config(tmp_path, monkeypatch):
 def test_missing_tracker_package_is_one_line(tmp_path, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
-    with pytest.raises(UsageError, match=r"--report_to wandb: wandb is not installed \(pip install 'dialogpt\[wandb\]'\)"):
+    msg = r"--report_to wandb: wandb is not installed \(pip install 'dialogpt\[wandb\]'\)"
+    with pytest.raises(UsageError, match=msg):
         loop.train(tiny_args(tmp_path, report_to="wandb"), ListLoader(synthetic_batches(3, 4, 24, 256)))
