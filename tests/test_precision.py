@@ -22,6 +22,19 @@ def test_the_faster_by_a_margin(monkeypatch, fp32, bf16, choice):
     assert res == {"fp32": fp32, "bf16": bf16, "rounds": 3, "choice": choice}
 
 
+def test_emulated_bf16_is_not_timed_further(monkeypatch):
+    calls = []
+
+    def timers(config, batch, seq, p, seed=0):
+        def one():
+            calls.append(p)
+            return {"fp32": 1.0, "bf16": 5.0}[p]
+        return one
+    monkeypatch.setattr(precision, "update_timer", timers)
+    assert precision.measure(None, 8, 16, rounds=3) == {"fp32": 1.0, "bf16": 5.0, "rounds": 0, "choice": "fp32"}
+    assert calls == ["fp32", "bf16"]
+
+
 def test_real_updates_are_timed_in_both_precisions(tmp_path):
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps({"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 32, "vocab_size": 128}))
