@@ -74,7 +74,8 @@ class Logits:
 # a contiguous transposed copy W_t about 1.3-1.5x faster, for most batch sizes with the same
 # summation order (checked once per shape against nn.Linear, bit for bit). Where the bits differ
 # (117M: 1-3 rows, where MKL takes a matrix-vector path) the fast logits come with a rigorous
-# bound on the difference (two fp32 dot products of length d each within gamma_d * sum|h_i w_i|),
+# bound on the difference (two fp32 dot products of length d each within gamma_d * sum|h_i w_i|,
+# at most gamma_d * |h| * the largest row norm of W),
 # and the Decoder recomputes the model's own logits when a greedy choice is closer than that.
 _HEAD_T: "weakref.WeakKeyDictionary[torch.nn.Module, tuple]" = weakref.WeakKeyDictionary()  # head -> copy
 _HEAD_T_SAME: dict[tuple, bool] = {}
@@ -88,7 +89,7 @@ def _head(lm_head, h: torch.Tensor) -> Logits:
     key = (w._version, w.data_ptr())
     got = _HEAD_T.get(lm_head)
     if got is None or got[0] != key:  # new, or the weight changed (training, loading)
-        got = (key, w.detach().t().contiguous(), w.detach().abs().max().item())
+        got = (key, w.detach().t().contiguous(), w.detach().norm(dim=1).max().item())
         _HEAD_T[lm_head] = got
     shape = (*w.shape, h.shape[0])
     same = _HEAD_T_SAME.get(shape)
@@ -101,7 +102,7 @@ def _head(lm_head, h: torch.Tensor) -> Logits:
         return Logits(fast)
     d = w.shape[1]
     gamma = d * _U32 / (1 - d * _U32)
-    return Logits(fast, h, 2 * gamma * h.abs().sum(-1) * got[2], lm_head)
+    return Logits(fast, h, 2 * gamma * h.norm(dim=-1) * got[2], lm_head)  # sum|h_i w_i| <= |h| |w|
 
 
 def _mlp(mlp, x):
