@@ -14,7 +14,8 @@ tokens is reserved when it joins).
 
 The forward calls the model's own GPT-2 modules (LayerNorm, Conv1D, MLP, heads) in transformers'
 order and builds the attention mask as transformers' sdpa path does (none when nothing is
-padded), so the logits are those of `model(...)`.
+padded), so the logits are those of `model(...)` (bit for bit; with the fast head at 1-3 rows,
+within a bound the Decoder checks: see `_head`).
 """
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ class Logits:
 
 
 # The head is x @ W.T over the tied [vocab, width] embedding. On CPU, MKL computes x @ W_t with
-# a contiguous transposed copy W_t about 1.3-1.5x faster, for most batch sizes with the same
+# a contiguous transposed copy W_t faster, and for most batch sizes with the same
 # summation order (checked once per shape against nn.Linear, bit for bit). Where the bits differ
 # (117M: 1-3 rows, where MKL takes a matrix-vector path) the fast logits come with a rigorous
 # bound on the difference (two fp32 dot products of length d each within gamma_d * sum|h_i w_i|,

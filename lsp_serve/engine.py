@@ -173,7 +173,7 @@ class Engine:
         if rerank and n > n_rows:
             raise APIError(400, f"n={n} is more than the {n_rows} {ranking.name.upper()} candidates per request",
                            param="n")
-        if not sample and n > 1:
+        if not sample and n > 1 and cfg.num_beams == 1:
             raise APIError(400, f"n={n} needs sampling (temperature > 0): greedy decoding gives one reply",
                            param="n")
         if rerank:

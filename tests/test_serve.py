@@ -595,3 +595,22 @@ def test_a_reranker_picks_the_best_n_of_the_candidates(local):
     chunks = [json.loads(x[6:]) for x in streamed.splitlines() if x.startswith("data: {")]
     assert ["".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"][0]["index"] == i)
             for i in range(2)] == best
+
+
+def test_a_beam_preset_decodes_greedy_requests_by_beam_search(local):
+    engine = Engine(local["model"], local["tok"], local["eos"], local["tok"].get_vocab_size(),
+                    make_gen_config("dstc_beam", max_new_tokens=10, num_beams=3))
+    tc = TestClient(create_app(engine, Scheduler(engine, 8, 8), "tiny", hosts=("testserver",)))
+    text = local["pairs"][2][0][0]
+    with tc:
+        r = tc.post("/v1/chat/completions", json={"messages": user(text), "n": 2})
+        streamed = tc.post("/v1/chat/completions", json={"messages": user(text), "stream": True}).text
+    ctx = encode(local["tok"], text) + [local["eos"]]
+    want = generate(local["model"], [ctx], make_gen_config("dstc_beam", max_new_tokens=10, num_beams=3,
+                                                             num_return_sequences=2), local["eos"])[0]
+    assert r.status_code == 200, r.text
+    assert [c["message"]["content"] for c in r.json()["choices"]] == \
+        [clean_hypothesis(decode(local["tok"], h["ids"])) for h in want]
+    chunks = [json.loads(x[6:]) for x in streamed.splitlines() if x.startswith("data: {")]
+    joined = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert joined == r.json()["choices"][0]["message"]["content"]
