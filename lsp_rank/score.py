@@ -36,10 +36,20 @@ def candidate_ids(tok, hyps: list[str]) -> list[list[int]]:
     return encode_batch(tok, [h.strip() for h in hyps])
 
 
-def batches_by_length(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices sorted by length (stable), cut into runs of `batch_size`: little padding."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+def batches_by_length(lengths: list[int], batch_size: int, waste: float = 0.25) -> list[list[int]]:
+    """Indices sorted by length (stable), cut into runs of at most `batch_size` whose padding
+    stays under `waste` of their real tokens (a long tail gets runs of its own)."""
+    runs: list[list[int]] = []
+    total = 0
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        run = runs[-1] if runs else None
+        if run is None or len(run) == batch_size or (len(run) + 1) * lengths[i] > (1 + waste) * (total + lengths[i]):
+            runs.append([i])
+            total = lengths[i]
+        else:
+            run.append(i)
+            total += lengths[i]
+    return runs
 
 
 def last_token_logits(model, ids: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
@@ -102,7 +112,7 @@ def group_logits(model, groups: list[Group], batch_size: int = 32) -> torch.Tens
     return out
 
 
-CONTEXT_ROWS = 8  # contexts per context pass: sorted by length, little padding
+CONTEXT_ROWS = 8  # contexts per context pass at most (sorted by length, little padding)
 
 
 def _shared_chunk(model, groups: list[Group], starts: list[int], out: torch.Tensor, batch_size: int) -> None:
