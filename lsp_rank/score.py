@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from torch.nn.utils.rnn import pad_sequence
 from transformers import DynamicCache
 
 from lsp_model.tokenizer import EOS_ID, encode_batch
@@ -36,10 +37,20 @@ def candidate_ids(tok, hyps: list[str]) -> list[list[int]]:
     return encode_batch(tok, [h.strip() for h in hyps])
 
 
-def batches_by_length(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices sorted by length (stable), cut into runs of `batch_size`: little padding."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+def batches_by_length(lengths: list[int], batch_size: int, waste: float = 0.25) -> list[list[int]]:
+    """Indices sorted by length (stable), cut into runs of at most `batch_size` whose padding
+    stays under `waste` of their real tokens (a long tail gets runs of its own)."""
+    runs: list[list[int]] = []
+    total = 0
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        run = runs[-1] if runs else None
+        if run is None or len(run) == batch_size or (len(run) + 1) * lengths[i] > (1 + waste) * (total + lengths[i]):
+            runs.append([i])
+            total = lengths[i]
+        else:
+            run.append(i)
+            total += lengths[i]
+    return runs
 
 
 def last_token_logits(model, ids: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
@@ -102,7 +113,7 @@ def group_logits(model, groups: list[Group], batch_size: int = 32) -> torch.Tens
     return out
 
 
-CONTEXT_ROWS = 8  # contexts per context pass: sorted by length, little padding
+CONTEXT_ROWS = 8  # contexts per context pass at most (sorted by length, little padding)
 
 
 def _shared_chunk(model, groups: list[Group], starts: list[int], out: torch.Tensor, batch_size: int) -> None:
@@ -120,9 +131,10 @@ def _shared_chunk(model, groups: list[Group], starts: list[int], out: torch.Tens
         res = model.transformer(input_ids=ids, position_ids=pos, attention_mask=mask, cache=DynamicCache(),
                                 use_cache=True)
         hidden[run] = res.last_hidden_state[torch.arange(len(run), device=device), lens - 1].to(hidden.dtype)
-        for r, g in enumerate(run):
+        for r, g in enumerate(run):  # [positions, heads, head width]: what pad_sequence pads
             n = int(lens[r])
-            kv[g] = [(layer.keys[r:r + 1, :, :n], layer.values[r:r + 1, :, :n]) for layer in res.cache.layers]
+            kv[g] = [(layer.keys[r, :, :n].transpose(0, 1), layer.values[r, :, :n].transpose(0, 1))
+                     for layer in res.cache.layers]
     owner = [g for g, (_, hs) in enumerate(groups) for _ in hs]
     hyps = [h for _, hs in groups for h in hs]
     last = hidden[torch.tensor(owner, device=device)]
@@ -134,13 +146,9 @@ def _shared_chunk(model, groups: list[Group], starts: list[int], out: torch.Tens
         c_lens = torch.tensor([len(groups[g][0]) for g in own], device=device)
         C = int(c_lens.max())
         cache = DynamicCache()
-        for layer in range(len(kv[own[0]])):
-            k0 = kv[own[0]][layer][0]
-            keys = k0.new_zeros(len(run), k0.shape[1], C, k0.shape[3])
-            values = torch.zeros_like(keys)
-            for r, g in enumerate(own):
-                k, v = kv[g][layer]
-                keys[r, :, :k.shape[2]], values[r, :, :v.shape[2]] = k[0], v[0]
+        for layer in range(len(kv[own[0]])):  # right-padded with zeros (masked) to the longest context
+            keys = pad_sequence([kv[g][layer][0] for g in own], batch_first=True).transpose(1, 2)
+            values = pad_sequence([kv[g][layer][1] for g in own], batch_first=True).transpose(1, 2)
             cache.update(keys, values, layer)
         h_ids, h_lens = pad_rows([hyps[r] for r in run], device)
         H = h_ids.shape[1]
