@@ -4,7 +4,7 @@ beat (Python iterating the same file's lines, which holds the whole line).
     python benchmarks/bench_prepare_data.py [--mb 100] [--rounds 3] [--json OUT]
 
 Two inputs, each 20 small conversations + one 100 MB record + 20 more: a JSONL line and a CSV
-field. Every run is a fresh process (its own ru_maxrss), interleaved by round. The issue that
+field. Every run is a fresh process (its own peak RSS, VmHWM), interleaved by round. The issue that
 asked for this measured 367 s / 12.4 GB (JSONL line) and 509 s / 12.45 GB (CSV field) before.
 """
 from __future__ import annotations
@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import interleaved, load, ratio_rounds, summary, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-MEASURE = ("import resource, runpy, sys\nsys.argv = sys.argv[1:]\n"
+MEASURE = ("import runpy, sys\nfrom lsp_io.cpu import peak_rss_kib\nsys.argv = sys.argv[1:]\n"
            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
-           "finally:\n    print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+           "finally:\n    print('RSS', peak_rss_kib(), file=sys.stderr)\n")
 FLOOR = "import sys\nfor line in open(sys.argv[1], 'rb'):\n    pass\n"
 
 

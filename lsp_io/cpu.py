@@ -88,3 +88,10 @@ def has_bf16() -> bool:
     except OSError:
         pass
     return False
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident memory in KiB (VmHWM). Not ru_maxrss: Linux carries that over
+    from the parent across fork and exec, so a child of a big process reports the parent's peak."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))

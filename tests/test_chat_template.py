@@ -67,7 +67,7 @@ def test_apply_chat_template_equals_our_context_encoding(exported, hf_tok, messa
 @pytest.mark.parametrize("messages", CONVERSATIONS)
 def test_server_context_equals_apply_chat_template(exported, hf_tok, messages):
     engine = Engine(exported["model"], exported["tok"], EOS_ID, 50257, make_gen_config("greedy"))
-    job = engine.prepare(parse_request(json.dumps({"model": "m", "messages": messages}).encode()))
+    job = engine.prepare_chat(parse_request(json.dumps({"model": "m", "messages": messages}).encode()))
     assert job.context == hf_tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
 
 

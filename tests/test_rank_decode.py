@@ -121,6 +121,6 @@ def test_serve_with_ranker(setup):
     args = serve.parse_args(["--model", str(setup["fpath"]), "--ranker", str(setup["pth"]),
                              "--num_candidates", "3", "--max_new_tokens", "6"])
     app, _ = serve.build(args)
-    with TestClient(app) as tc:
+    with TestClient(app, base_url="http://127.0.0.1") as tc:  # the server answers local Host names only
         r = tc.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "n": 2})
     assert r.status_code == 200 and len(r.json()["choices"]) == 2

@@ -24,9 +24,9 @@ def summary(out: Path) -> dict:
 
 def run_measured(args: list[str]) -> tuple[subprocess.CompletedProcess, int]:
     """prepare_data.py in a child that reports its own peak RSS (KiB) on its last stderr line."""
-    code = ("import resource, runpy, sys\nsys.argv = ['prepare_data.py'] + sys.argv[1:]\n"
+    code = ("import runpy, sys\nfrom lsp_io.cpu import peak_rss_kib\nsys.argv = ['prepare_data.py'] + sys.argv[1:]\n"
             "try:\n    runpy.run_path('prepare_data.py', run_name='__main__')\n"
-            "finally:\n    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+            "finally:\n    print(peak_rss_kib(), file=sys.stderr)\n")
     r = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, env=ENV, capture_output=True, text=True,
                        timeout=300)
     return r, int(r.stderr.strip().splitlines()[-1])
