@@ -26,7 +26,7 @@ import os
 import sys
 
 from gpt2_training.args import UsageError, parse_args
-from lsp_io.cli import command
+from lsp_io.cli import command, prog_name
 
 
 def set_cpu_threads(args) -> None:
@@ -48,7 +48,7 @@ def main(argv=None) -> dict:
     try:
         args = parse_args(argv)
     except UsageError as e:
-        print(f"LSP_train.py: error: {e}", file=sys.stderr)
+        print(f"{prog_name('LSP_train.py')}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     # torch and the training code only now: --help and a bad flag answer at once
     from lsp_io.cpu import use_huge_pages
@@ -62,7 +62,7 @@ def main(argv=None) -> dict:
         code = failure(e)
         if code is None:
             raise
-        print(f"LSP_train.py: error: {e}", file=sys.stderr)
+        print(f"{prog_name('LSP_train.py')}: error: {e}", file=sys.stderr)
         raise SystemExit(code) from None
 
 

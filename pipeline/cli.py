@@ -28,6 +28,10 @@ def parse_args(argv=None) -> DemoSettings:
 @command("demo.py")
 def main(argv=None) -> int:
     settings = parse_args(argv)
+    if not (settings.repo / "prepro.py").is_file():  # an installed package: no root scripts or configs/
+        print(f"demo: error: the demo runs a checkout's scripts and configs/, and {settings.repo} is not one: "
+              "run it from a clone of the repository", file=sys.stderr)
+        return 2
     from pipeline.stages import Interrupted, StageError, run_demo
     try:
         run_demo(settings)
