@@ -27,6 +27,8 @@ COMMANDS = {
     "python -m dstc --help": ["-m", "dstc", "--help"],
     "python -m lsp_model.convert --help": ["-m", "lsp_model.convert", "--help"],
     "LSP_train.py --fp16 maybe (rejected)": ["LSP_train.py", "--fp16", "maybe"],
+    "python -m dialogpt --help": ["-m", "dialogpt", "--help"],   # = the installed `dialogpt` command
+    "python -m dialogpt decode --help": ["-m", "dialogpt", "decode", "--help"],
 }
 
 

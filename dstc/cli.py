@@ -16,7 +16,7 @@ from .files import check_same_length, read_lines, read_refs_tsv
 from .profiles import PROFILES
 from .report import format_table
 from .slots import strip_score
-from lsp_io.cli import command
+from lsp_io.cli import command, prog_name
 
 __all__ = ["main", "read_test_refs", "read_submission", "print_original_report"]
 
@@ -48,7 +48,7 @@ def _progress(label: str):
 @command("python -m dstc")
 def main(argv: list[str] | None = None) -> int:
     """``python -m dstc --refs refs.tsv --hyp hyp.txt [--profile dialogpt|dstc7] [--json OUT]``."""
-    p = argparse.ArgumentParser(prog="python -m dstc", description=(
+    p = argparse.ArgumentParser(prog=prog_name("python -m dstc"), description=(
         "DSTC-7 / DialoGPT evaluation (NIST, BLEU, METEOR, entropy, distinct, length) of "
         "line-aligned hypothesis files against refs.tsv (context \\t ref1 \\t ref2 ...)."))
     p.add_argument("--refs", required=True, help="refs.tsv: context \\t ref1 \\t ref2 ... per line")

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from lsp_io.cli import prog_name
 from lsp_io.flags import parse_bool
 from lsp_model.defaults import MAX_SEQ_LEN, SEED
 
@@ -29,7 +30,7 @@ boolean_string = parse_bool  # the original's name for the flag type
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="LSP_train.py", description="Train or fine-tune DialoGPT.",
+    p = argparse.ArgumentParser(prog=prog_name("LSP_train.py"), description="Train or fine-tune DialoGPT.",
                                 epilog="Booleans take true or false (also yes/no, on/off, 1/0). The required "
                                        "flags may instead come from --config. See docs/training.md.")
     a = p.add_argument

@@ -27,7 +27,7 @@ from .db import ChunkWriter, DBError, FORMAT_VERSION, db_name, dump, write_meta
 from .features import feature_tails, id_fragments
 from .tsv import MALFORMED, SKIPPED, LineError, decode_line, iter_raw_lines, line_ref, parse_line
 from lsp_model.defaults import MAX_SEQ_LEN
-from lsp_io.cli import command
+from lsp_io.cli import command, prog_name
 
 BATCH_LINES = 2048  # lines per tokenizer call / worker task
 MAX_LISTED = 1000   # line numbers kept per reason in report.json (counts are always complete)
@@ -227,7 +227,7 @@ def build_db(corpus, out=None, max_seq_len: int = MAX_SEQ_LEN, chunk_size: int =
 
 @command("prepro.py")
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="prepro.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog_name("prepro.py"), description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", help="training TSV: w turn EOS w turn ...<TAB>w response")
     p.add_argument("--chunk_size", type=int, default=65536)
     p.add_argument("--max_seq_len", type=int, default=MAX_SEQ_LEN)

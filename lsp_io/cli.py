@@ -23,6 +23,14 @@ from pathlib import Path
 
 OK, FAILED, BAD_INPUT, INTERRUPTED, BROKEN_PIPE = 0, 1, 2, 130, 141
 
+# Set by the `dialogpt` dispatcher ("dialogpt decode"): messages name the command the user typed.
+invoked_as: str | None = None
+
+
+def prog_name(script: str) -> str:
+    """The name a message should use: the `dialogpt` subcommand when run that way, else `script`."""
+    return invoked_as or script
+
 
 class UsageError(ValueError):
     """A user error found before the work starts; the message is the whole story (exit 2)."""
@@ -69,7 +77,7 @@ def command(prog: str, user_errors: tuple = ()):
     def wrap(main):
         @functools.wraps(main)
         def wrapped(argv=None):
-            return run(main, prog, argv, user_errors)
+            return run(main, prog_name(prog), argv, user_errors)
         return wrapped
     return wrap
 

@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lsp_io.cli import command
+from lsp_io.cli import command, prog_name
 
 # torch and the checkpoint code are imported after the arguments are parsed (--help is instant)
 
@@ -52,7 +52,7 @@ def convert(src: str, dst: str, config: str | None = None, fp16: bool = False, o
 
 @command("python -m lsp_model.convert")
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lsp_model.convert", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=prog_name("python -m lsp_model.convert"), description=__doc__.split("\n\n")[0])
     ap.add_argument("src", nargs="?", help="a .pkl/.pt/.bin/.safetensors file, a transformers directory or a run folder")
     ap.add_argument("dst", nargs="?", help="a .pkl path (original layout) or a directory (transformers layout)")
     ap.add_argument("--chat_template", metavar="DIR",

@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from lsp_io.cli import prog_name
 from lsp_model.generation_args import add_ranker_args
 
 USAGE = """Rank candidate replies with a DialogRPT ranker (or train one). See docs/ranking.md.
@@ -27,7 +28,7 @@ Pairs: JSONL {"context": [turn, ...], "pos": "...", "neg": "..."}. Writes OUT/ra
 
 
 def score_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rank.py", description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog_name("rank.py"), description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--batch_size", type=int, default=32, help="sequences per forward pass")
@@ -45,7 +46,7 @@ def check_positive(p: argparse.ArgumentParser, args, *names) -> None:
 
 def train_parser() -> argparse.ArgumentParser:
     from lsp_io.flags import parse_bool
-    p = argparse.ArgumentParser(prog="rank.py train", description=TRAIN_USAGE,
+    p = argparse.ArgumentParser(prog=prog_name("rank.py") + " train", description=TRAIN_USAGE,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--init", required=True, help="a ranker (.pth, folder) or a DialoGPT .pkl/folder to start from")
     p.add_argument("--pairs", required=True, help="training pairs (JSONL)")

@@ -20,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 
+from lsp_io.cli import prog_name
+
 UP = {True, 1, "1", "up", "good", "thumbs_up", "like", "+1", "positive"}
 DOWN = {False, 0, -1, "0", "-1", "down", "bad", "thumbs_down", "dislike", "negative"}
 
@@ -120,7 +122,7 @@ def convert(path: str | Path) -> tuple[list[dict], dict]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="prepare_data.py feedback", description=__doc__,
+    p = argparse.ArgumentParser(prog=prog_name("prepare_data.py") + " feedback", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", nargs="+", required=True, help="feedback JSONL file(s)")
     p.add_argument("--output", required=True, help="pairs JSONL for rank.py train --pairs")

@@ -18,14 +18,18 @@ from pathlib import Path
 from lsp_model.runfolder import TRAIN_LOG, complete_steps, run_dirs, weights_path
 
 from .build import Interrupted, StageError, count_lines, fingerprint, run, say, stamp_matches, write_stamp
-from .settings import DemoSettings
+from .settings import REPO, DemoSettings
 
-__all__ = ["DemoSettings", "StageError", "Interrupted", "run_demo", "TINY_CONFIG"]
+__all__ = ["DemoSettings", "StageError", "Interrupted", "run_demo", "tiny_config"]
+
 
 # The demo's default model, configs/tiny (also the offline own-data trial's, README): small enough
 # to train for a few minutes on 2 CPU cores. The GPT-2 vocabulary (50,257 x n_embd tied head)
-# dominates its cost, not the 4 layers.
-TINY_CONFIG = json.loads((Path(__file__).resolve().parents[1] / "configs" / "tiny" / "config.json").read_text())
+# dominates its cost, not the 4 layers. Read when used: an installed package has no configs/.
+def tiny_config() -> dict:
+    return json.loads((REPO / "configs" / "tiny" / "config.json").read_text())
+
+
 MIN_TRAIN_LINES = {"dummy": 100, "chitchat": 1000, "small": 1, "full": 1}
 
 
@@ -108,7 +112,7 @@ def model_config(s: DemoSettings) -> dict:
         from lsp_model.download import LOCAL_CONFIG
         return json.loads((s.repo / LOCAL_CONFIG[s.model] / "config.json").read_text())
     if s.config is None:
-        return TINY_CONFIG
+        return tiny_config()
     try:
         return json.loads(Path(s.config).read_text())
     except (OSError, ValueError) as e:

@@ -129,7 +129,7 @@ def test_pipeline_runs_then_skips(fake_repo, tmp_path, capsys):
     assert calls(fake_repo) == ["prepro", "LSP_train", "decode", "dstc", "decode", "dstc"]
     out = tmp_path / "out"
     assert (out / "report.md").is_file() and (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((out / "model" / "config.json").read_text()) == stages.TINY_CONFIG
+    assert json.loads((out / "model" / "config.json").read_text()) == stages.tiny_config()
     assert summary["metrics"]["greedy"]["n_lines"] == 6
     assert summary["loss"]["last_mean_loss"] < summary["loss"]["first_mean_loss"]
     text = (out / "report.md").read_text()

@@ -25,6 +25,9 @@ SCRIPTS = {  # command -> a bad command line (exit status 2, one-line error)
     "-m lsp_model.convert": ["--no_such_flag"],
     "rank.py": ["--ranker", "r", "--input", "i", "--output", "o", "--batch_size", "x"],
     "rank.py train": ["--init", "i", "--pairs", "p", "--output_dir", "o", "--fp16", "maybe"],
+    "-m dialogpt": ["no_such_subcommand"],  # the `dialogpt` command (each subcommand: test_dialogpt_command.py)
+    "-m dialogpt decode": ["--model", "m", "--input", "i", "--output", "o", "--top_k", "many"],
+    "-m dialogpt train": ["--fp16", "maybe"],
 }
 
 
@@ -122,7 +125,7 @@ def test_huge_pages_asked_for_unless_the_user_says_otherwise(monkeypatch):
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
     cpu.use_huge_pages()
     assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
-    for script in ("LSP_train.py", "decode.py", "interact.py", "serve.py"):
+    for script in ("gpt2_training/cli.py", "lsp_model/decode_cli.py", "lsp_model/chat_cli.py", "lsp_serve/cli.py"):
         text = (REPO / script).read_text()
         main = text[text.index("def main("):]
         assert "use_huge_pages()" in main, script

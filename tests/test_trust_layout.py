@@ -13,7 +13,7 @@ import pytest
 from lsp_model import runfolder as rf
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("lsp_io", "lsp_model", "lsp_data", "lsp_serve", "gpt2_training", "pipeline", "dstc", "reddit_extractor")
+PACKAGES = ("dialogpt", "lsp_io", "lsp_model", "lsp_data", "lsp_serve", "gpt2_training", "pipeline", "dstc", "reddit_extractor")
 SCRIPTS = ("LSP_train.py", "decode.py", "interact.py", "serve.py", "prepare_data.py", "prepro.py", "demo.py")
 
 
