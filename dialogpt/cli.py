@@ -13,7 +13,7 @@ COMMANDS = {
     "prepare": ("lsp_data.prepare_cli", "prepare_data.py", "your conversations -> training TSV, validation TSV, test files"),
     "prepro": ("lsp_data.prepro", "prepro.py", "training TSV -> feature DB"),
     "train": ("gpt2_training.cli", "LSP_train.py", "train or fine-tune, full or LoRA (the original's flags)"),
-    "decode": ("lsp_model.decode_cli", "decode.py", "a file of contexts -> one reply per line (MMI, DialogRPT)"),
+    "decode": ("dialogpt.decode", "decode.py", "a file of contexts -> one reply per line (MMI, DialogRPT)"),
     "chat": ("lsp_model.chat_cli", "interact.py", "chat on the terminal"),
     "serve": ("lsp_serve.cli", "serve.py", "OpenAI-compatible API with continuous batching, and a web chat"),
     "rank": ("lsp_rank.cli", "rank.py", "DialogRPT: rank candidate replies, or train a ranker"),

@@ -39,7 +39,7 @@ def test_dispatcher_lists_every_subcommand_and_refuses_an_unknown_one(capsys):
 def test_a_subcommand_is_its_script_and_errors_name_the_command_typed(tmp_path, capsys):
     """The same main and exit status; the message says `dialogpt decode`, and the name is restored
     after, so the script run in the same process still says decode.py."""
-    from lsp_model import decode_cli
+    from dialogpt import decode as decode_cli
     argv = ["--model", str(tmp_path / "none"), "--input", "i", "--output", "o"]
     assert main(["decode", *argv]) == 2
     assert capsys.readouterr().err.startswith("dialogpt decode: error: ")
@@ -67,7 +67,7 @@ def test_wheel_installs_the_command_and_only_the_project_packages(tmp_path):
         declared = set(z.read(top_level).decode().split())
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert tops == PACKAGES and declared == PACKAGES, (tops ^ PACKAGES, declared ^ PACKAGES)
-    assert "dialogpt/cli.py" in names and "lsp_model/decode_cli.py" in names
+    assert "dialogpt/cli.py" in names and "dialogpt/decode.py" in names
 
     env_dir = tmp_path / "venv"  # the system's torch & co. are reused; the project comes from the wheel alone
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)

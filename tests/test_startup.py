@@ -125,7 +125,7 @@ def test_huge_pages_asked_for_unless_the_user_says_otherwise(monkeypatch):
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
     cpu.use_huge_pages()
     assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
-    for script in ("gpt2_training/cli.py", "lsp_model/decode_cli.py", "lsp_model/chat_cli.py", "lsp_serve/cli.py"):
+    for script in ("gpt2_training/cli.py", "dialogpt/decode.py", "lsp_model/chat_cli.py", "lsp_serve/cli.py"):
         text = (REPO / script).read_text()
         main = text[text.index("def main("):]
         assert "use_huge_pages()" in main, script

@@ -115,7 +115,7 @@ def test_the_wrapper_maps_each_case_to_its_status(capsys):
 
 def test_every_entry_point_goes_through_the_wrapper():
     """Each script and `python -m` module's main is decorated with lsp_io.cli.command."""
-    mains = {"lsp_model/decode_cli.py": "main", "lsp_model/chat_cli.py": "main", "lsp_serve/cli.py": "main",
+    mains = {"dialogpt/decode.py": "main", "lsp_model/chat_cli.py": "main", "lsp_serve/cli.py": "main",
              "lsp_data/prepare_cli.py": "main", "gpt2_training/cli.py": "main", "pipeline/cli.py": "main",
              "lsp_data/prepro.py": "main", "dstc/cli.py": "main",
              "reddit_extractor/cli.py": "main", "lsp_model/convert.py": "main", "lsp_model/smoke.py": "main",
