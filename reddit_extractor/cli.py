@@ -1,6 +1,7 @@
 """Command line: the original reddit.py interface, plus a few helper subcommands.
 
     python -m reddit_extractor YYYY-MM --task=extract|conv [original options] [--workers N]
+    python -m reddit_extractor pairs YYYY-MM --kind updown|width|depth --reddit_input DIR --out PAIRS.jsonl
     python -m reddit_extractor multiref --data test.tsv.gz --testids IDS --out scored_refs.txt
     python -m reddit_extractor strip-scores scored_refs.txt refs.txt
     python -m reddit_extractor cut OUT.tsv IN.tsv.gz [IN.tsv.gz ...]
@@ -180,6 +181,30 @@ def run_multiref(argv):
     return 0
 
 
+def run_pairs(argv):
+    from .pairs import KINDS, write_month_pairs
+    p = argparse.ArgumentParser(prog='python -m reddit_extractor pairs',
+                                description="DialogRPT's human-feedback pairs of one month (docs/reddit.md): "
+                                "time-adjacent sibling replies, the one with more upvotes/replies/follow-ups as pos")
+    p.add_argument('dump_name', help='month, YYYY-MM')
+    p.add_argument('--kind', required=True, choices=KINDS)
+    p.add_argument('--reddit_input', default='reddit_in', help='folder with the RS_/RC_YYYY-MM dumps')
+    p.add_argument('--out', required=True, help='output JSONL (rank.py train --train)')
+    p.add_argument('--max_hr_gap', type=float, default=1.0,
+                   help='most hours between the two replies (the paper: 1; 0: no limit)')
+    p.add_argument('--min_score_gap', type=int, default=1, help='least value gap (the paper held out 20 updown, 4)')
+    p.add_argument('--min_rank_gap', type=float, default=0.0, help='least rank gap (the paper held out 0.5)')
+    args = p.parse_args(argv)
+    paths = {}
+    for kind in ('RS', 'RC'):
+        paths[kind] = find_dump(args.reddit_input, kind, args.dump_name)
+        if paths[kind] is None:
+            raise DumpError('%s: no %s_%s dump (.zst/.bz2/.xz/.gz/none)' % (args.reddit_input, kind, args.dump_name))
+    write_month_pairs(paths['RS'], paths['RC'], args.out, args.kind, max_hr_gap=args.max_hr_gap,
+                      min_score_gap=args.min_score_gap, min_rank_gap=args.min_rank_gap)
+    return 0
+
+
 def run_strip_scores(argv):
     p = argparse.ArgumentParser(prog='python -m reddit_extractor strip-scores',
                                 description="sed 's/[0-9]\\+|//g'")
@@ -239,7 +264,7 @@ def sha256_hex(text):
     return text.lower()
 
 
-COMMANDS = {'multiref': run_multiref, 'strip-scores': run_strip_scores, 'cut': run_cut,
+COMMANDS = {'pairs': run_pairs, 'multiref': run_multiref, 'strip-scores': run_strip_scores, 'cut': run_cut,
             'concat': run_concat, 'fetch': run_fetch, 'slurm': run_slurm}
 
 
