@@ -9,6 +9,7 @@ import pytest
 from lsp_rank.train import read_pairs
 from reddit_extractor.cli import main
 from reddit_extractor.dumps import iter_line_batches
+from reddit_extractor.pairs import Comment, feedback
 from tiny_model import train_tokenizer
 
 HOUR = 3600
@@ -122,3 +123,12 @@ def test_golden_month(golden, tmp_path, kind):
             assert (p['score_pos'], p['score_neg']) == (n_replies[p['pos_id']], n_replies[p['neg_id']])
     tok = train_tokenizer([t for p in pairs[:50] for t in p['context'] + [p['pos'], p['neg']]], vocab_size=300)
     assert len(read_pairs(tmp_path / f'{kind}.jsonl', tok, n_positions=64)) == len(pairs)
+
+
+def test_reply_cycle_in_bad_input_terminates():
+    """Two comments each naming the other as parent (bad input): depth stays finite."""
+    comments = {'t1_x': Comment('t1_y', 0, 1, 'x'), 't1_y': Comment('t1_x', 1, 1, 'y'),
+                't1_z': Comment('t1_x', 2, 1, 'z')}
+    depth = feedback(comments, 'depth')
+    assert depth['t1_z'] == 0 and depth['t1_x'] >= 1 and depth['t1_y'] >= 1
+    assert feedback(comments, 'width') == {'t1_x': 2, 't1_y': 1, 't1_z': 0}
