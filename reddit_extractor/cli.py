@@ -189,10 +189,10 @@ def run_pairs(argv):
     p.add_argument('dump_name', help='month, YYYY-MM')
     p.add_argument('--kind', required=True, choices=KINDS)
     p.add_argument('--reddit_input', default='reddit_in', help='folder with the RS_/RC_YYYY-MM dumps')
-    p.add_argument('--out', required=True, help='output JSONL (rank.py train --train)')
+    p.add_argument('--out', required=True, help='output JSONL (rank.py train --pairs)')
     p.add_argument('--max_hr_gap', type=float, default=1.0,
                    help='most hours between the two replies (the paper: 1; 0: no limit)')
-    p.add_argument('--min_score_gap', type=int, default=1, help='least value gap (the paper held out 20 updown, 4)')
+    p.add_argument('--min_score_gap', type=int, default=1, help='least value gap (the paper held out: updown 20, width/depth 4)')
     p.add_argument('--min_rank_gap', type=float, default=0.0, help='least rank gap (the paper held out 0.5)')
     args = p.parse_args(argv)
     paths = {}
