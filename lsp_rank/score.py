@@ -11,7 +11,9 @@ which other sequences share its batch. A sequence longer than the model keeps it
 Candidates of one context share its tokens, so `group_logits` runs each context once and every
 candidate on top of its KV cache: 16 candidates of a 100-token context cost 100 + 16 * len(reply)
 token positions instead of 16 * (100 + len(reply)), with the same numbers (the causal model sees
-exactly the same tokens at the same positions).
+exactly the same tokens at the same positions). Both passes run lsp_model.kv_cache's GPT-2
+forward: the candidates' runs share one preallocated key/value buffer, and the last block works
+only at the scored position (the only one read).
 """
 from __future__ import annotations
 
@@ -154,10 +156,11 @@ def _shared_chunk(model, groups: list[Group], starts: list[int], out: torch.Tens
         c_lens = torch.tensor([len(groups[g][0]) for g in own], device=device)
         C = int(c_lens.max())
         if cand_kv is None:
-            cand_kv = ctx_kv.new_empty((*ctx_kv.shape[:2], min(batch_size, len(hyps)), ctx_kv.shape[3],
+            cand_kv = ctx_kv.new_zeros((*ctx_kv.shape[:2], min(batch_size, len(hyps)), ctx_kv.shape[3],
                                         C_max + H_max, ctx_kv.shape[5]))
-        for r, g in enumerate(own):  # every column read is written (past a context's length: masked zeros or pads)
-            cand_kv[:, :, r, :, :C].copy_(ctx_kv[:, :, g, :, :C])
+        for r, g in enumerate(own):  # columns past a context's length: masked (zeros or earlier rows', finite)
+            n_c = len(groups[g][0])
+            cand_kv[:, :, r, :, :n_c].copy_(ctx_kv[:, :, g, :, :n_c])
         h_ids, h_lens = pad_rows([hyps[r] for r in run], device)
         H = h_ids.shape[1]
 
