@@ -172,8 +172,11 @@ def test_gpt2_hidden_pick_matches_transformers():
     pos = torch.arange(9).expand_as(ids)
     valid = pos < lens[:, None]
     with torch.no_grad():
-        want = model.transformer(input_ids=ids, attention_mask=valid.long()).last_hidden_state[torch.arange(3), lens - 1]
-        keep = lambda layer, k, v: (k, v)  # noqa: E731
+        want = model.transformer(input_ids=ids, attention_mask=valid.long()).last_hidden_state
+        want = want[torch.arange(3), lens - 1]
+
+        def keep(layer, k, v):
+            return k, v
         mask = torch.ones(9, 9, dtype=torch.bool).tril() & valid[:, None, None, :]
         for m in (None, mask):
             got = model.transformer.ln_f(gpt2_hidden(model, ids, pos, keep, m, lens - 1)[:, 0])
