@@ -34,9 +34,17 @@ def check_gpt2(model) -> None:
 
 
 def gpt2_logits(model, ids, pos, store, attn_mask) -> "Logits":
-    """Next-token logits (see Logits) after `ids` [n, q] at positions `pos` [n, q].
+    """Next-token logits (see Logits) after `ids` [n, q] at positions `pos` [n, q] (see gpt2_hidden)."""
+    tr = model.transformer
+    return _head(model.lm_head, tr.ln_f(gpt2_hidden(model, ids, pos, store, attn_mask)[:, -1:])[:, 0])
+
+
+def gpt2_hidden(model, ids, pos, store, attn_mask, pick: torch.Tensor | None = None) -> torch.Tensor:
+    """The last block's output [n, q, width] (before ln_f) for `ids` [n, q] at positions `pos`.
     `store(layer, k, v)` keeps this call's keys/values [n, head, q, dim] and returns the ones to
-    attend to; `attn_mask` is a bool [n, 1, q, kv] mask, or None for plain causal attention."""
+    attend to; `attn_mask` is a bool [n, 1, q, kv] mask, or None for plain causal attention.
+    `pick` [n]: only the output at column pick[r] of each row is wanted ([n, 1, width]); the last
+    block still stores every key/value but runs its attention output and MLP at that column only."""
     tr = model.transformer
     x = tr.wte(ids) + tr.wpe(pos)
     n, q, width = x.shape
@@ -46,10 +54,16 @@ def gpt2_logits(model, ids, pos, store, attn_mask) -> "Logits":
         qs, ks, vs = attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=2)
         qs, ks, vs = (s.view(n, q, -1, attn.head_dim).transpose(1, 2) for s in (qs, ks, vs))
         ks, vs = store(i, ks, vs)
+        if pick is not None and i == len(tr.h) - 1:
+            at = torch.arange(n, device=x.device)
+            qs, x, q, causal = qs[at, :, pick][:, :, None], x[at, pick][:, None], 1, False
+            kv = ks.shape[2]  # the picked column's row of the causal or given mask
+            attn_mask = (torch.arange(kv, device=x.device) <= pick[:, None] + kv - ids.shape[1])[:, None, None] \
+                if attn_mask is None else attn_mask[at, :, pick][:, :, None]
         o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=attn_mask, scale=attn.scaling, is_causal=causal)
         x = attn.c_proj(o.transpose(1, 2).reshape(n, q, width)) + x
         x = x + _mlp(block.mlp, block.ln_2(x))
-    return _head(model.lm_head, tr.ln_f(x[:, -1:])[:, 0])
+    return x
 
 
 class Logits:

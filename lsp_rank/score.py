@@ -11,15 +11,15 @@ which other sequences share its batch. A sequence longer than the model keeps it
 Candidates of one context share its tokens, so `group_logits` runs each context once and every
 candidate on top of its KV cache: 16 candidates of a 100-token context cost 100 + 16 * len(reply)
 token positions instead of 16 * (100 + len(reply)), with the same numbers (the causal model sees
-exactly the same tokens at the same positions).
+exactly the same tokens at the same positions). Both passes run lsp_model.kv_cache's GPT-2
+forward: the candidates' runs share one preallocated key/value buffer, and the last block works
+only at the scored position (the only one read).
 """
 from __future__ import annotations
 
 import torch
 
-from torch.nn.utils.rnn import pad_sequence
-from transformers import DynamicCache
-
+from lsp_model.kv_cache import gpt2_hidden
 from lsp_model.tokenizer import EOS_ID, encode_batch
 
 
@@ -117,45 +117,60 @@ CONTEXT_ROWS = 8  # contexts per context pass at most (sorted by length, little 
 
 
 def _shared_chunk(model, groups: list[Group], starts: list[int], out: torch.Tensor, batch_size: int) -> None:
-    """The contexts once (sorted by length, CONTEXT_ROWS per pass), each keeping its own keys and
-    values; then every candidate of the chunk, sorted by length in runs of `batch_size`, each row
-    reading its context's keys/values at positions len(context) + j. An empty candidate is scored
-    at its context's last token."""
+    """The contexts once (sorted by length, CONTEXT_ROWS per pass), their keys/values kept in one
+    right-padded buffer; then every candidate of the chunk, sorted by length in runs of
+    `batch_size`, each row reading its context's keys/values at positions len(context) + j. The
+    runs share one preallocated key/value buffer (contexts copied in, candidates written after
+    them): no per-run cache, padding or concatenation. An empty candidate is scored at its
+    context's last token. Both passes are GPT-2's forward of lsp_model.kv_cache."""
     device = next(model.parameters()).device
-    kv: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in groups]  # per context, per layer
-    hidden = torch.empty(len(groups), model.config.n_embd, device=device)
+    ln_f = model.transformer.ln_f
+    hyps = [h for _, hs in groups for h in hs]
+    owner = [g for g, (_, hs) in enumerate(groups) for _ in hs]
+    C_max, H_max = max(len(c) for c, _ in groups), max(map(len, hyps), default=0)
+    ctx_kv = cand_kv = None  # [layer, k/v, row, head, position, head width], zeros where unused
+    hidden = None
     for run in batches_by_length([len(c) for c, _ in groups], CONTEXT_ROWS):
         ids, lens = pad_rows([groups[g][0] for g in run], device)
-        pos = torch.arange(ids.shape[1], device=device).expand_as(ids)
-        mask = (pos < lens[:, None]).long()
-        res = model.transformer(input_ids=ids, position_ids=pos, attention_mask=mask, cache=DynamicCache(),
-                                use_cache=True)
-        hidden[run] = res.last_hidden_state[torch.arange(len(run), device=device), lens - 1].to(hidden.dtype)
-        for r, g in enumerate(run):  # [positions, heads, head width]: what pad_sequence pads
-            n = int(lens[r])
-            kv[g] = [(layer.keys[r, :, :n].transpose(0, 1), layer.values[r, :, :n].transpose(0, 1))
-                     for layer in res.cache.layers]
-    owner = [g for g, (_, hs) in enumerate(groups) for _ in hs]
-    hyps = [h for _, hs in groups for h in hs]
+        rows = torch.tensor(run, device=device)
+
+        def keep(layer, k, v):  # right pads need no mask: causal attention keeps them unseen
+            nonlocal ctx_kv
+            if ctx_kv is None:
+                ctx_kv = k.new_zeros((len(model.transformer.h), 2, len(groups), k.shape[1], C_max, k.shape[3]))
+            ctx_kv[layer, 0, rows, :, :k.shape[2]] = k
+            ctx_kv[layer, 1, rows, :, :k.shape[2]] = v
+            return k, v
+        x = gpt2_hidden(model, ids, torch.arange(ids.shape[1], device=device).expand_as(ids), keep, None, lens - 1)
+        h = ln_f(x[:, 0])
+        if hidden is None:
+            hidden = h.new_empty((len(groups), h.shape[1]))
+        hidden[rows] = h
     last = hidden[torch.tensor(owner, device=device)]
     for run in batches_by_length([len(h) for h in hyps], batch_size):
         run = [r for r in run if hyps[r]]
         if not run:
             continue
         own = [owner[r] for r in run]
+        n = len(run)
         c_lens = torch.tensor([len(groups[g][0]) for g in own], device=device)
         C = int(c_lens.max())
-        cache = DynamicCache()
-        for layer in range(len(kv[own[0]])):  # right-padded with zeros (masked) to the longest context
-            keys = pad_sequence([kv[g][layer][0] for g in own], batch_first=True).transpose(1, 2)
-            values = pad_sequence([kv[g][layer][1] for g in own], batch_first=True).transpose(1, 2)
-            cache.update(keys, values, layer)
+        if cand_kv is None:
+            cand_kv = ctx_kv.new_zeros((*ctx_kv.shape[:2], min(batch_size, len(hyps)), ctx_kv.shape[3],
+                                        C_max + H_max, ctx_kv.shape[5]))
+        for r, g in enumerate(own):  # columns past a context's length: masked (zeros or earlier rows', finite)
+            n_c = len(groups[g][0])
+            cand_kv[:, :, r, :, :n_c].copy_(ctx_kv[:, :, g, :, :n_c])
         h_ids, h_lens = pad_rows([hyps[r] for r in run], device)
         H = h_ids.shape[1]
-        mask = torch.cat([(torch.arange(C, device=device) < c_lens[:, None]).long(),
-                          (torch.arange(H, device=device) < h_lens[:, None]).long()], 1)
-        h = model.transformer(input_ids=h_ids, position_ids=c_lens[:, None] + torch.arange(H, device=device),
-                              attention_mask=mask, cache=cache, use_cache=True).last_hidden_state
-        last[torch.tensor(run, device=device)] = h[torch.arange(len(run), device=device), h_lens - 1].to(last.dtype)
+
+        def attend(layer, k, v):
+            cand_kv[layer, 0, :n, :, C:C + H] = k
+            cand_kv[layer, 1, :n, :, C:C + H] = v
+            return cand_kv[layer, 0, :n, :, :C + H], cand_kv[layer, 1, :n, :, :C + H]
+        seen = torch.cat([(torch.arange(C, device=device) < c_lens[:, None])[:, None, None, :].expand(n, 1, H, C),
+                          torch.ones((H, H), dtype=torch.bool, device=device).tril().expand(n, 1, H, H)], -1)
+        x = gpt2_hidden(model, h_ids, c_lens[:, None] + torch.arange(H, device=device), attend, seen, h_lens - 1)
+        last[torch.tensor(run, device=device)] = ln_f(x[:, 0])
     rows = [s + j for s, (_, hs) in zip(starts, groups) for j in range(len(hs))]
     out[rows] = (last.float() * model.score.weight[0].float()).sum(-1).cpu()

@@ -155,3 +155,29 @@ def test_shared_context_equals_whole_sequences(dialogrpt_dir):
     shared = group_logits(m, groups, batch_size=8)
     whole = head_logits(m, [c + h for c, hs in groups for h in hs], batch_size=8)
     assert torch.allclose(torch.sigmoid(shared), torch.sigmoid(whole), atol=1e-6, rtol=0)
+
+
+def test_gpt2_hidden_pick_matches_transformers():
+    """The scoring forward with the last block at one column per row (right-padded rows, causal
+    or with a padding mask) gives transformers' hidden state at that column."""
+    from transformers import GPT2ForSequenceClassification
+
+    from lsp_model.kv_cache import gpt2_hidden
+    from lsp_model.model import make_config
+    torch.manual_seed(0)
+    model = GPT2ForSequenceClassification(make_config(n_layer=2, n_embd=64, n_head=4, n_positions=64,
+                                                      num_labels=1, pad_token_id=0)).eval()
+    ids = torch.randint(0, 1000, (3, 9))
+    lens = torch.tensor([9, 4, 1])
+    pos = torch.arange(9).expand_as(ids)
+    valid = pos < lens[:, None]
+    with torch.no_grad():
+        want = model.transformer(input_ids=ids, attention_mask=valid.long()).last_hidden_state
+        want = want[torch.arange(3), lens - 1]
+
+        def keep(layer, k, v):
+            return k, v
+        mask = torch.ones(9, 9, dtype=torch.bool).tril() & valid[:, None, None, :]
+        for m in (None, mask):
+            got = model.transformer.ln_f(gpt2_hidden(model, ids, pos, keep, m, lens - 1)[:, 0])
+            assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5, rtol=0)
