@@ -22,8 +22,7 @@ import sys
 
 from lsp_io.atomic import atomic_file
 from lsp_io.cli import UsageError, check_readable, check_writable, command
-from lsp_model.generation_args import (add_generation_args, add_mmi_args, add_model_args, add_ranker_args,
-                                       check_model_paths, gen_config_from_args)
+from lsp_model.generation_args import add_model_args, add_reply_args, check_model_paths, gen_config_from_args
 
 # torch, transformers and the model code are imported in main(), after the arguments are
 # parsed: --help and a bad flag answer at once instead of after seconds of imports.
@@ -39,10 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--sort_keys", action="store_true", help="write in sorted key order (DSTC evaluator)")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    m = add_mmi_args(p)
+    m = add_reply_args(p)
     m.add_argument("--mmi_batch_size", type=int, default=32, help="reverse-model rows per forward pass")
-    add_ranker_args(p)
-    add_generation_args(p)
     return p.parse_args(argv)
 
 

@@ -16,9 +16,8 @@ import argparse
 import sys
 
 from lsp_io.cli import UsageError, command
-from lsp_model.generation_args import (add_generation_args, add_history_arg, add_mmi_args, add_model_args,
-                                       add_ranker_args, check_model_paths, gen_config_from_args,
-                                       use_chat_preset_by_default)
+from lsp_model.generation_args import (add_history_arg, add_model_args, add_reply_args, check_model_paths,
+                                       gen_config_from_args, use_chat_preset_by_default)
 
 # torch, transformers and the model code are imported in main(), after the arguments are
 # parsed: --help and a bad flag answer at once instead of after seconds of imports.
@@ -28,9 +27,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(p)
     add_history_arg(p)
-    add_mmi_args(p)
-    add_ranker_args(p)
-    add_generation_args(p)
+    add_reply_args(p)
     args = p.parse_args(argv)
     use_chat_preset_by_default(args)
     return args

@@ -225,6 +225,15 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
         g.add_argument(f"--{name}", type=typ, default=None, help=f"default {getattr(GenConfig, name)}")
 
 
+def add_reply_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """How a reply is chosen, for decode, chat and serve: MMI, DialogRPT and the decoding flags.
+    Returns the MMI group (decode adds its batch size there)."""
+    m = add_mmi_args(p)
+    add_ranker_args(p)
+    add_generation_args(p)
+    return m
+
+
 def use_chat_preset_by_default(args: argparse.Namespace) -> None:
     """Chat (interact.py, serve.py): with no decoding flag given, decode with CHAT_PRESET."""
     if args.preset is None and args.do_sample is None and args.num_beams is None:

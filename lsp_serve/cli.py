@@ -23,9 +23,8 @@ import sys
 from pathlib import Path
 
 from lsp_io.cli import UsageError, command
-from lsp_model.generation_args import (add_generation_args, add_history_arg, add_mmi_args, add_model_args,
-                                       add_ranker_args, check_model_paths, gen_config_from_args,
-                                       use_chat_preset_by_default)
+from lsp_model.generation_args import (add_history_arg, add_model_args, add_reply_args, check_model_paths,
+                                       gen_config_from_args, use_chat_preset_by_default)
 
 
 def parse_args(argv=None):
@@ -52,9 +51,7 @@ def parse_args(argv=None):
                    help="another Host name clients may use (repeatable; * = any); 127.0.0.1/localhost always")
     s.add_argument("--max_request_bytes", type=int, default=1 << 20)
     s.add_argument("--log_level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    add_mmi_args(p)
-    add_ranker_args(p)
-    add_generation_args(p)
+    add_reply_args(p)
     args = p.parse_args(argv)
     use_chat_preset_by_default(args)
     return args
