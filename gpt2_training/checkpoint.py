@@ -79,11 +79,17 @@ def find_resume(spec: str, output_dir: str | None) -> tuple[Path, int]:
         run = max(runs, key=lambda d: resume_path(d, complete_steps(d)[0]).stat().st_mtime)
         return run, complete_steps(run)[0]
     p = Path(spec)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: not found")
     if p.is_dir():
         steps = complete_steps(p)
         if not steps:
             raise FileNotFoundError(f"{p}: no complete checkpoint (.pkl + .resume.pt)")
         return p, steps[0]
+    step = step_of(p)
+    if step is None:
+        raise FileNotFoundError(f"{p}: not a {CKPT_PREFIX}N.pkl/.resume.pt/-lora or a run folder")
+    if not (resume_path(p.parent, step).is_file() and has_weights(p.parent, step)):
         raise FileNotFoundError(f"{p}: checkpoint of step {step} is incomplete (needs .pkl and .resume.pt)")
     return p.parent, step
 

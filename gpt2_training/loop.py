@@ -7,6 +7,11 @@ global_step += 1, a train_log row; every `valid_step` updates: save, eval, eval_
 Running stats stay on the device; the only host sync is one small vector per update.
 The run folder (exclusive, locked, self-describing) is rundir.py's; how a run stops (one line,
 an exit status, the checkpoint to resume from) is failures.py's.
+
+What is trained on what is a task: `LMTask` (LSP_train: the LM loss over the DB loader) by
+default, or another objective and data source with the same methods (lsp_rank.train.PairTask:
+DialogRPT's pairwise loss over a pairs loader), so every trainer shares this one loop, its
+checkpoints, exact resume, accumulation, precision and signal handling.
 """
 from __future__ import annotations
 
@@ -69,6 +74,7 @@ class Run:
     fp16: bool
     micro_batch: int
     casts: UpdateCasts  # low-precision weights cast once per update (gpt2_training/amp.py)
+    task: object = None  # LMTask or another objective/data source (see the module docstring)
     last: dict = field(default_factory=dict)  # the last update's (and eval's) values
     lora: object = None  # gpt2_training.lora.LoraTraining for a LoRA run
 
@@ -78,17 +84,18 @@ class Run:
                     model=self.raw_model, last=self.last, n_skipped=self.scaler.n_skipped if self.scaler else 0)
 
 
-def train(args, train_loader=None, eval_loader=None) -> dict:
-    """Run LSP_train with parsed `args`. Loaders can be injected (tests, custom data); by default
-    they come from lsp_data. Returns a summary (run_dir, global_step, last losses)."""
+def train(args, train_loader=None, eval_loader=None, task=None) -> dict:
+    """Run LSP_train with parsed `args` (or another `task`, default LMTask). Loaders can be
+    injected (tests, custom data); by default the task makes them. Returns a summary (run_dir,
+    global_step, last losses)."""
     d = dist_utils.setup(args.local_rank, args.device)
     run = None
     try:
         with stop_on_signals(), contextlib.ExitStack() as stack:  # stack: lock, logs, cleanup
-            run = open_run(args, d, train_loader, eval_loader, stack)
+            run = open_run(args, d, train_loader, eval_loader, stack, task or LMTask())
             train_loop(run)
-            if run.lora is not None and run.state.global_step >= args.num_optim_steps:
-                finish_lora(run)
+            if run.state.global_step >= args.num_optim_steps:
+                run.task.finish(run)
         return run.summary()
     except Interrupted as e:
         if run is not None:
@@ -140,20 +147,16 @@ def micro_step(run: Run, batch) -> None:
     """Forward and backward of one micro-batch. The loss is NOT divided by the accumulation count
     (the original); gradients sum over micro-batches and, through the DDP hook, over ranks."""
     st, scaler, accum = run.state, run.scaler, run.args.gradient_accumulation_steps
-    input_ids, position_ids, token_ids, label_ids = (t.to(run.d.device, non_blocking=True) for t in batch[:4])
-    if run.args.no_token_id:
-        token_ids = None
     ddp = run.model if run.d.world_size > 1 else None
     sync = ddp.no_sync() if ddp is not None and (st.step + 1) % accum else contextlib.nullcontext()
     run.casts.open()  # the update's first micro-batch casts the weights; the others reuse them
     with sync:
         with run.amp:
-            loss, ppl = run.model(input_ids, position_ids, token_ids, label_ids,
-                                  scaler.cur_scale if scaler is not None else 1.0)
-        rescale = run.micro_batch / input_ids.shape[0]
-        loss = loss / rescale  # 1 unless a short batch
+            out = run.task.forward(run, batch)
+        rescale = run.micro_batch / out.rows
+        loss = out.loss / rescale  # 1 unless a short batch
         (loss.float() * scaler.cur_scale if scaler is not None else loss).backward()
-    st.add_micro_batch(loss, ppl, input_ids, rescale)
+    st.add_micro_batch(loss, out.metric, out.n_real, out.n_total, rescale)
     if run.d.device.type == "cuda" and (st.step + 1) % CACHE_EMPTY_STEP == 0:
         torch.cuda.empty_cache()
 
@@ -170,10 +173,11 @@ def update(run: Run) -> None:
             f"(epoch {st.epoch + 1}); stopping before the update. Last good checkpoint: "
             f"{run.ckpt.last or 'none saved yet'}. Lower --learning_rate or use fp32.")
     run.casts.close()  # before the weights change
-    ok = optimizer_step(run.optimizer, run.scaler)
+    ok = optimizer_step(run.optimizer, run.scaler, run.task.max_grad_norm)
     run.optimizer.zero_grad(set_to_none=True)
     values = st.finish_update(stats, run.d.world_size)
-    run.last = dict(mean_loss=values["mean_loss"], mean_ppl=values["mean_ppl"], lr=lr, skipped=not ok)
+    run.last = {"mean_loss": values["mean_loss"], f"mean_{run.task.metric}": values["mean_ppl"], "lr": lr,
+                "skipped": not ok}
     run.log.update(st, values, lr, run.scaler, ok)
 
 
@@ -183,10 +187,9 @@ def save_and_eval(run: Run) -> None:
     if run.d.is_main:
         with run.ckpt.save(st):
             if run.eval_loader is not None and not run.args.skip_eval:
-                loss, ppl = eval_model_loss(run.raw_model, run.eval_loader, st.epoch, run.args.no_token_id,
-                                            run.d.device, run.amp)
-                run.log.eval(st, loss, ppl)
-                run.last.update(eval_loss=loss, eval_ppl=ppl)
+                loss, metric = run.task.evaluate(run)
+                run.log.eval(st, loss, metric)
+                run.last.update({"eval_loss": loss, f"eval_{run.task.metric}": metric})
                 logger.info("current learning rate: %s", run.last["lr"])
         run.model.train()
     dist_utils.barrier(run.d)
@@ -203,9 +206,59 @@ def finish_lora(run: Run) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# the task: what is trained on what
+
+@dataclass
+class MicroBatch:
+    """What a task's forward gives the loop: the loss (not divided by anything), the metric the
+    logs carry beside it (ppl for the LM), the rows (a short batch is rescaled) and the tokens."""
+    loss: torch.Tensor
+    metric: torch.Tensor
+    rows: int
+    n_real: torch.Tensor  # non-padding tokens, on the device (no host sync)
+    n_total: int
+
+
+class LMTask:
+    """LSP_train's task: the LM loss (LMLoss) over lsp_data's DB loader, the eval loss/ppl over
+    the TSV, and at the end a LoRA run's merged model. Another task (lsp_rank.train.PairTask)
+    gives these same methods."""
+    metric = "ppl"  # the name of the logs' second column (mean_ppl, eval_ppl)
+    max_grad_norm = 1.0  # AdamW's clip (the original's optimizers clip at 1.0 inside)
+
+    def inputs(self, args, eval_loader):
+        return check_inputs(args, eval_loader)
+
+    def loaders(self, args, d, micro_batch, tokenizer):
+        return make_loaders(args, d, micro_batch, tokenizer)
+
+    def body(self, args, config):
+        return build_lm(args, config)
+
+    def loss_module(self, raw_model):
+        return LMLoss(raw_model)  # (loss, ppl) without materialising the full logits
+
+    def forward(self, run: Run, batch) -> MicroBatch:
+        input_ids, position_ids, token_ids, label_ids = (t.to(run.d.device, non_blocking=True) for t in batch[:4])
+        scaler = run.scaler
+        loss, ppl = run.model(input_ids, position_ids, None if run.args.no_token_id else token_ids, label_ids,
+                              scaler.cur_scale if scaler is not None else 1.0)
+        return MicroBatch(loss, ppl, input_ids.shape[0], (input_ids != 0).sum(),
+                          input_ids.shape[0] * input_ids.shape[1])
+
+    def evaluate(self, run: Run) -> tuple[float, float]:
+        return eval_model_loss(run.raw_model, run.eval_loader, run.state.epoch, run.args.no_token_id,
+                               run.d.device, run.amp)
+
+    def finish(self, run: Run) -> None:
+        if run.lora is not None:
+            finish_lora(run)
+
+
+# ---------------------------------------------------------------------------------------------
 # setup: every check before heavy work, then model, optimizer, state and run folder
 
-def open_run(args, d, train_loader, eval_loader, stack: contextlib.ExitStack) -> Run:
+def open_run(args, d, train_loader, eval_loader, stack: contextlib.ExitStack, task=None) -> Run:
     """Everything training needs; what must be closed at the end is pushed on `stack`."""
     fp16 = bool(args.fp16) and not args.bf16
     if args.bf16 and args.fp16 and d.is_main:
@@ -213,12 +266,13 @@ def open_run(args, d, train_loader, eval_loader, stack: contextlib.ExitStack) ->
     micro_batch = args.train_batch_size // args.gradient_accumulation_steps
     check_available(args.report_to)
     seed_everything(args.seed)
-    config, tokenizer = check_inputs(args, eval_loader)
+    task = task or LMTask()
+    config, tokenizer = task.inputs(args, eval_loader)
     if train_loader is None:
-        train_loader, made_eval = make_loaders(args, d, micro_batch, tokenizer)
+        train_loader, made_eval = task.loaders(args, d, micro_batch, tokenizer)
         eval_loader = eval_loader or made_eval
     run_dir, resume = open_run_dir(args, d, micro_batch, config, tokenizer, stack)
-    raw_model, model, lora = build_models(args, d, config)
+    raw_model, model, lora = build_models(args, d, config, task)
     optimizer = build_optimizer(raw_model, args.optim, args.learning_rate, fp16, d.device)
     scaler = LossScaler(args.loss_scale) if fp16 else None
     state = start_state(args, d)
@@ -232,12 +286,12 @@ def open_run(args, d, train_loader, eval_loader, stack: contextlib.ExitStack) ->
     log_dir = Path(args.log_dir) if args.log_dir else run_dir
     run_config = write_run_config(args, run_dir, micro_batch, d, fp16, raw_model) if d.is_main else {}
     log = RunLog(log_dir, fp16, resume["global_step"] if resume else None, args.num_optim_steps,
-                 state.global_step, d.is_main, args.pbar, args.report_to, run_config)
+                 state.global_step, d.is_main, args.pbar, args.report_to, run_config, task.metric)
     stack.callback(log.close)
     casts = UpdateCasts(d.device.type, fp16 or bool(args.bf16))
     stack.callback(casts.close)
     return Run(args, d, config, raw_model, model, optimizer, scaler, train_loader, eval_loader, state, log,
-               checkpointer, autocast(d.device, fp16, args.bf16), fp16, micro_batch, casts, lora=lora)
+               checkpointer, autocast(d.device, fp16, args.bf16), fp16, micro_batch, casts, task, lora=lora)
 
 
 def seed_everything(seed: int) -> None:
@@ -329,11 +383,33 @@ def _remove_unfinished(run_dir: Path, exc_type) -> bool:
     return False
 
 
-def build_models(args, d, config):
-    """(the GPT-2 model, the module the loop calls: LMLoss over it, DDP-wrapped on several ranks,
-    the LoRA state or None). --init_checkpoint takes any path lsp_model.checkpoint reads (file,
-    transformers dir, run folder, LoRA adapter). With --lora_r the model is the frozen base with
-    LoRA layers injected (a resume loads the base again, the adapter from the resume state)."""
+def build_models(args, d, config, task=None):
+    """(the task's model, the module the loop calls: the task's loss over it, DDP-wrapped on
+    several ranks, the LoRA state or None)."""
+    task = task or LMTask()
+    raw_model, lora = task.body(args, config)
+    raw_model.to(d.device)
+    if args.deterministic:
+        deterministic_layer_norms(raw_model)
+    if args.gradient_checkpointing:
+        raw_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if d.is_main:
+        logger.info("Number of parameter = %d", sum(p.numel() for p in raw_model.parameters()))
+        if lora is not None:
+            logger.info("LoRA r=%d alpha=%g on %s: %d trainable", args.lora_r, args.lora_alpha, args.lora_target,
+                        sum(p.numel() for p in raw_model.parameters() if p.requires_grad))
+    model = task.loss_module(raw_model)
+    if d.world_size > 1:
+        dist_utils.average_parameters(raw_model, d.world_size)
+        model = dist_utils.wrap_ddp(model, d)
+    return raw_model, model, lora
+
+
+def build_lm(args, config):
+    """(the GPT-2 LM, the LoRA state or None). --init_checkpoint takes any path
+    lsp_model.checkpoint reads (file, transformers dir, run folder, LoRA adapter). With --lora_r
+    the model is the frozen base with LoRA layers injected (a resume loads the base again, the
+    adapter from the resume state)."""
     init = args.init_checkpoint if args.init_checkpoint not in (None, "", "None") else None
     if init is None or (args.resume_from_checkpoint and not args.lora_r):
         raw_model = build_model(config)
@@ -349,21 +425,7 @@ def build_models(args, d, config):
     if args.lora_r:
         from .lora import attach
         lora = attach(args, raw_model)
-    raw_model.to(d.device)
-    if args.deterministic:
-        deterministic_layer_norms(raw_model)
-    if args.gradient_checkpointing:
-        raw_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if d.is_main:
-        logger.info("Number of parameter = %d", sum(p.numel() for p in raw_model.parameters()))
-        if lora is not None:
-            logger.info("LoRA r=%d alpha=%g on %s: %d trainable", args.lora_r, args.lora_alpha, args.lora_target,
-                        sum(p.numel() for p in raw_model.parameters() if p.requires_grad))
-    model = LMLoss(raw_model)  # (loss, ppl) without materialising the full logits
-    if d.world_size > 1:
-        dist_utils.average_parameters(raw_model, d.world_size)
-        model = dist_utils.wrap_ddp(model, d)
-    return raw_model, model, lora
+    return raw_model, lora
 
 
 def start_state(args, d) -> TrainState:

@@ -43,17 +43,18 @@ class TrainState:
     def epoch_time(self) -> float:
         return time.time() - self.epoch_start
 
-    def add_micro_batch(self, loss: torch.Tensor, ppl: torch.Tensor, input_ids: torch.Tensor,
+    def add_micro_batch(self, loss: torch.Tensor, ppl: torch.Tensor, n_real: torch.Tensor, n_total: int,
                         rescale: float) -> None:
-        """Accumulate one micro-batch: `loss` is already divided by `rescale` (short batches)."""
+        """Accumulate one micro-batch: `loss` is already divided by `rescale` (short batches);
+        `ppl` is the task's metric (a ranker's accuracy), `n_real`/`n_total` its tokens."""
         self.tr_loss += loss.detach().double() * rescale
         self.update_loss += loss.detach().double()
         self.nb_tr_steps += 1
         ppl = ppl.detach().double()
         self.tr_ppl += torch.where(ppl < INF, ppl, self.mean_ppl)
         self.mean_ppl = self.tr_ppl / self.nb_tr_steps
-        self.n_token_total += input_ids.shape[0] * input_ids.shape[1]
-        self.n_token_real += (input_ids != 0).sum()
+        self.n_token_total += n_total
+        self.n_token_real += n_real
         self.step += 1
 
     def update_stats(self) -> torch.Tensor:

@@ -307,7 +307,8 @@ def original_state_dict(model: GPT2LMHeadModel, dtype: torch.dtype | None = None
         if k.endswith(".attn.c_attn.weight"):
             sd[k.replace("c_attn.weight", "bias")] = mask.to(v.dtype)
         sd[k] = v
-    sd["lm_head.decoder.weight"] = sd["transformer.wte.weight"]
+    if hasattr(model, "lm_head"):  # a DialogRPT ranker (GPT2ForSequenceClassification) has score.weight instead
+        sd["lm_head.decoder.weight"] = sd["transformer.wte.weight"]
     return sd
 
 

@@ -21,11 +21,13 @@ Input lines: {"context": [turn, ...], "hyps": [reply, ...]} (JSONL) or context<T
 """
 
 TRAIN_USAGE = """Train a DialogRPT ranker on (context, better reply, worse reply) pairs with DialogRPT's
-pairwise loss and LSP_train's optimizer, schedules and autocast (lsp_rank/train.py; docs/ranking.md).
-Pairs: JSONL {"context": [turn, ...], "pos": "...", "neg": "..."}. Writes OUT/ranker.pth + config.json
-(and OUT/best.pth with --eval_pairs) and OUT/train_log.jsonl.
+pairwise loss, through LSP_train's own loop (optimizers, schedules, fp16/bf16, gradient
+accumulation, checkpoints, exact resume, SIGINT/SIGTERM save-and-stop; lsp_rank/train.py,
+docs/ranking.md). Pairs: JSONL {"context": [turn, ...], "pos": "...", "neg": "..."}.
+Writes the run folder OUT/GPT2.*/ (checkpoints every --valid_step, logs, lock) and, at the end,
+OUT/ranker.pth + config.json (and OUT/best.pth with --eval_pairs).
+Resume an interrupted run with the same flags plus --resume_from_checkpoint last.
 """
-
 
 def score_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog_name("rank.py"), description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,45 +46,59 @@ def check_positive(p: argparse.ArgumentParser, args, *names) -> None:
             p.error(f"--{n} must be >= 1")
 
 
+# LSP_train's flags that rank.py train takes as they are (gpt2_training/args.py owns them), and
+# rank.py's defaults for them where a ranker wants others
+LSP_FLAGS = ("output_dir", "num_optim_steps", "train_batch_size", "gradient_accumulation_steps", "learning_rate",
+             "lr_schedule", "warmup_steps", "warmup_proportion", "optim", "fp16", "bf16", "loss_scale",
+             "valid_step", "seed", "device", "resume_from_checkpoint", "stop_after_steps", "log_dir", "pbar",
+             "deterministic", "gradient_checkpointing", "report_to")
+TRAIN_DEFAULTS = dict(num_optim_steps=1000, train_batch_size=16, gradient_accumulation_steps=1, learning_rate=3e-5,
+                      lr_schedule="None", warmup_steps=100, fp16=False, valid_step=100)
+
+
 def train_parser() -> argparse.ArgumentParser:
-    from lsp_io.flags import parse_bool
+    from gpt2_training.args import build_parser
     p = argparse.ArgumentParser(prog=prog_name("rank.py") + " train", description=TRAIN_USAGE,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--init", required=True, help="a ranker (.pth, folder) or a DialoGPT .pkl/folder to start from")
     p.add_argument("--pairs", required=True, help="training pairs (JSONL)")
-    p.add_argument("--eval_pairs", help="held-out pairs (JSONL): accuracy logged, best.pth kept")
-    p.add_argument("--output_dir", required=True)
-    p.add_argument("--num_optim_steps", type=int, default=1000)
-    p.add_argument("--train_batch_size", type=int, default=16, help="pairs per update")
-    p.add_argument("--learning_rate", type=float, default=3e-5)
-    p.add_argument("--lr_schedule", default="None", choices=["noam", "noamwd", "BERT", "None"])
-    p.add_argument("--warmup_steps", type=int, default=100)
-    p.add_argument("--warmup_proportion", type=float, default=0.1)
-    p.add_argument("--optim", default="lsp", choices=["lsp", "adamw"])
-    p.add_argument("--max_grad_norm", type=float, default=1.0)
-    p.add_argument("--fp16", type=parse_bool, default=False, help="fp16 autocast + loss scaling (GPU)")
-    p.add_argument("--bf16", type=parse_bool, default=False, help="bf16 autocast")
+    p.add_argument("--eval_pairs", help="held-out pairs (JSONL): accuracy logged each --valid_step, best.pth kept")
+    p.add_argument("--max_grad_norm", type=float, default=1.0, help="AdamW's global clip (--optim adamw)")
     p.add_argument("--max_cxt_turn", type=int)
-    p.add_argument("--valid_step", type=int, default=100, help="evaluate and save every N updates")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--device")
+    for action in build_parser()._actions:
+        if action.dest in LSP_FLAGS:
+            p._add_action(action)
+    p.set_defaults(**TRAIN_DEFAULTS)
+    for action in p._actions:
+        if action.dest in TRAIN_DEFAULTS and action.help:  # LSP_train's help names its own default
+            text = action.help.split(" (the original's default")[0].split(" (default:")[0]
+            action.help = "default: %(default)s" if text.startswith("default:") else text + " (default: %(default)s)"
+        action.required = action.required or action.dest == "output_dir"
     return p
 
 
 def train_main(argv) -> int:
     p = train_parser()
     args = p.parse_args(argv)
-    check_positive(p, args, "num_optim_steps", "train_batch_size", "valid_step", "max_cxt_turn")
+    check_positive(p, args, "max_cxt_turn")
+    from gpt2_training.failures import failure
     from lsp_model.checkpoint import CheckpointError
 
     from .train import train
     try:
         res = train(args)
-    except (ValueError, OSError, CheckpointError) as e:
+    except Exception as e:  # one line and LSP_train's exit status (docs/training.md); a bug keeps its traceback
+        code = failure(e)
+        if code is None and not isinstance(e, (ValueError, OSError, CheckpointError)):
+            raise
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {res['ranker']}" + (f" (best held-out accuracy {res['best_eval_acc']:.3f} in best.pth)"
-                                      if res["best_eval_acc"] is not None else ""), file=sys.stderr)
+        return code or 2
+    if res["ranker"] is None:
+        print(f"stopped after update {res['global_step']} (--stop_after_steps); continue with the same flags and "
+              f"--resume_from_checkpoint last", file=sys.stderr)
+    else:
+        print(f"wrote {res['ranker']}" + (f" (best held-out accuracy {res['best_eval_acc']:.3f} in best.pth)"
+                                          if res["best_eval_acc"] is not None else ""), file=sys.stderr)
     return 0
 
 

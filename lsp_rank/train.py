@@ -2,20 +2,27 @@
 
 DialogRPT's objective (src/model.py forward, master.py loss): with l = score · h at each reply's
 last token, p = exp(l_pos) / (exp(l_pos) + exp(l_neg)) = sigmoid(l_pos - l_neg), and the loss is
--log p averaged over the batch; accuracy is the share of pairs with p > 0.5. The update reuses
-LSP_train's pieces (gpt2_training): its Adam (clipping inside, weight decay groups) or AdamW,
-its learning-rate schedules, fp16 autocast with its loss scaler, or bf16 autocast.
+-log p averaged over the batch; accuracy is the share of pairs with p > 0.5.
+
+The training is LSP_train's own loop (gpt2_training.loop) with `PairTask` as its task: the
+pairwise loss over `PairLoader` instead of the LM loss over the DB. So a ranker run has its
+optimizers, schedules, fp16/bf16 autocast and loss scaler, gradient accumulation, a locked run
+folder (config.json, tokenizer, run_config.json, train_log.txt/eval_log.txt with `acc` where
+LSP_train logs `ppl`), a checkpoint pair every --valid_step updates, exact resume
+(--resume_from_checkpoint last|RUN_DIR|CHECKPOINT) and SIGINT/SIGTERM handling.
 
 Input JSONL, one pair per line: {"context": [turn, ...], "pos": "...", "neg": "..."}.
-Output: OUT/ranker.pth (a DialogRPT .pth: `transformer.*` + `score.weight`) with a config.json
-beside it, so every ranker path (rank.py, --ranker) loads it at its true size; OUT/best.pth too
-when held-out pairs are given (the best held-out accuracy, as DialogRPT keeps ckpt/best.pth).
+Output, under --output_dir OUT: the run folder OUT/GPT2.{lr}.{batch}.{n}gpu.{time}/ and, when the
+run reaches --num_optim_steps, OUT/ranker.pth (a DialogRPT .pth: `transformer.*` +
+`score.weight`) with a config.json beside it, so every ranker path (rank.py, --ranker) loads it
+at its true size; OUT/best.pth too when held-out pairs are given (the checkpoint with the best
+held-out accuracy, as DialogRPT keeps ckpt/best.pth).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import random
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,12 +68,69 @@ def read_pairs(path, tok, n_positions: int, max_cxt_turn: int | None = None) -> 
     return out
 
 
+def collate(pairs: list[Pair]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids right-padded with EOS, lengths): the pos rows, then the neg rows, on the CPU."""
+    return pad_rows([p.pos for p in pairs] + [p.neg for p in pairs], "cpu")
+
+
+class PairLoader:
+    """Micro-batches of training pairs, one `for` loop = one epoch: a fresh shuffle of all pairs
+    from one `random.Random(seed)`, cut into batches of `batch_size`, a short last one dropped
+    (as LSP_train's loader). `state_dict()` / `load_state_dict()` resume an epoch at a batch."""
+
+    def __init__(self, pairs: list[Pair], batch_size: int, seed: int):
+        if len(pairs) < batch_size:
+            raise ValueError(f"{len(pairs)} pairs give no full micro-batch of {batch_size} "
+                             f"(--train_batch_size / --gradient_accumulation_steps)")
+        self.pairs, self.batch_size = pairs, batch_size
+        self._rng = random.Random(seed)
+        self._epoch, self._offset, self._epoch_state = 0, 0, self._rng.getstate()
+
+    def __len__(self) -> int:
+        return len(self.pairs) // self.batch_size
+
+    def __iter__(self):
+        self._rng.setstate(self._epoch_state)
+        order = list(range(len(self.pairs)))
+        self._rng.shuffle(order)
+        for b in range(self._offset, len(self)):
+            self._offset += 1
+            yield collate([self.pairs[i] for i in order[b * self.batch_size:(b + 1) * self.batch_size]])
+        self._epoch, self._offset, self._epoch_state = self._epoch + 1, 0, self._rng.getstate()
+
+    def state_dict(self) -> dict:
+        version, internal, gauss = self._epoch_state
+        return {"epoch": self._epoch, "offset": self._offset, "rng_state": [version, list(internal), gauss],
+                "n_pairs": len(self.pairs), "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, mine in (("n_pairs", len(self.pairs)), ("batch_size", self.batch_size)):
+            if state.get(k, mine) != mine:
+                raise ValueError(f"the run was trained with {k}={state[k]}, now {k}={mine} "
+                                 f"(resume with the same --pairs and batch flags)")
+        version, internal, gauss = state["rng_state"]
+        self._epoch_state = (version, tuple(internal), gauss)
+        self._epoch, self._offset = state["epoch"], state["offset"]
+
+
+class PairLoss(torch.nn.Module):
+    """(pairwise loss, accuracy) of a collated micro-batch: what the loop calls (and DDP wraps)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = last_token_logits(self.model, ids, lens)
+        l_pos, l_neg = logits.chunk(2)
+        return pairwise_loss(l_pos, l_neg), (l_pos > l_neg).double().mean()
+
+
 def pair_logits(model, pairs: list[Pair]) -> tuple[torch.Tensor, torch.Tensor]:
     """(l_pos, l_neg) of a batch: both sides in one forward pass."""
     device = next(model.parameters()).device
-    ids, lens = pad_rows([p.pos for p in pairs] + [p.neg for p in pairs], device)
-    logits = last_token_logits(model, ids, lens)
-    return logits[:len(pairs)], logits[len(pairs):]
+    ids, lens = collate(pairs)
+    return last_token_logits(model, ids.to(device), lens.to(device)).chunk(2)
 
 
 def pairwise_loss(l_pos: torch.Tensor, l_neg: torch.Tensor) -> torch.Tensor:
@@ -101,52 +165,107 @@ def save_pth(model, out_dir: Path, name: str) -> Path:
     return out_dir / name
 
 
-def train(args) -> dict:
-    from gpt2_training.loop import autocast, seed_everything
-    from gpt2_training.optim import LossScaler, build_optimizer, optimizer_step
-    from gpt2_training.schedule import set_lr
-    from lsp_model.decoding import default_device
-    from lsp_model.tokenizer import load_tokenizer
+class PairTask:
+    """gpt2_training.loop's task for a ranker: the model from --init, PairLoader over --pairs, the
+    pairwise loss, held-out loss/accuracy over --eval_pairs (fp32, as rank.py scores), and at
+    the end OUT/ranker.pth (+ best.pth)."""
+    metric = "acc"
 
-    from .model import load_head
-    seed_everything(args.seed)
-    device = torch.device(args.device or default_device())
-    model = load_head(args.init, "fp32", str(device)).train()
-    init = Path(args.init)
-    tok = load_tokenizer(init if init.is_dir() else None)
-    n_pos = model.config.n_positions
-    train_pairs = read_pairs(args.pairs, tok, n_pos, args.max_cxt_turn)
-    eval_pairs = read_pairs(args.eval_pairs, tok, n_pos, args.max_cxt_turn) if args.eval_pairs else None
-    optimizer = build_optimizer(model, args.optim, args.learning_rate, args.fp16, device)
-    scaler = LossScaler() if args.fp16 else None
-    out = Path(args.output_dir)
-    rng = random.Random(args.seed)
-    order: list[int] = []
-    log, best = [], -1.0
-    for step in range(args.num_optim_steps):
-        set_lr(optimizer, step, args.lr_schedule, args.learning_rate, args.warmup_steps, args.warmup_proportion,
-               model.config.n_embd, args.num_optim_steps)
-        if len(order) < args.train_batch_size:  # reshuffled epochs, as many as the steps need
-            more = list(range(len(train_pairs)))
-            rng.shuffle(more)
-            order += more
-        batch, order = [train_pairs[i] for i in order[:args.train_batch_size]], order[args.train_batch_size:]
-        with autocast(device, args.fp16, args.bf16):
-            loss = pairwise_loss(*pair_logits(model, batch))
-        optimizer.zero_grad(set_to_none=True)
-        (loss * (scaler.cur_scale if scaler is not None else 1.0)).backward()
-        optimizer_step(optimizer, scaler, args.max_grad_norm)
-        row = {"step": step + 1, "loss": loss.item()}
-        if eval_pairs is not None and ((step + 1) % args.valid_step == 0 or step + 1 == args.num_optim_steps):
-            row["eval_loss"], row["eval_acc"] = evaluate(model, eval_pairs, args.train_batch_size)
-            if row["eval_acc"] > best:
-                best = row["eval_acc"]
-                save_pth(model, out, "best.pth")
-            print(f"step {step + 1}: loss {row['loss']:.4f} eval_loss {row['eval_loss']:.4f} "
-                  f"eval_acc {row['eval_acc']:.3f}", file=sys.stderr, flush=True)
-        log.append(row)
-    save_pth(model, out, "ranker.pth")
-    from lsp_io.atomic import atomic_file
-    with atomic_file(out / "train_log.jsonl", "w") as f:
-        f.write("".join(json.dumps(r) + "\n" for r in log))
-    return {"log": log, "best_eval_acc": best if eval_pairs is not None else None, "ranker": out / "ranker.pth"}
+    def __init__(self, args):
+        self.max_grad_norm = args.max_grad_norm
+        self.model = None
+        self.best: tuple[int, float] | None = None  # (update, held-out accuracy) of best.pth
+
+    def inputs(self, args, eval_loader):
+        from gpt2_training.args import UsageError
+        from lsp_model.checkpoint import CheckpointError
+        from lsp_model.tokenizer import load_tokenizer
+
+        from .model import load_head
+        try:
+            self.model = load_head(args.init, "fp32", "cpu")
+        except (CheckpointError, OSError, ValueError) as e:
+            raise UsageError(f"--init {args.init}: {str(e).splitlines()[0]}") from None
+        init = Path(args.init)
+        return self.model.config, load_tokenizer(init if init.is_dir() else None)
+
+    def loaders(self, args, d, micro_batch, tokenizer):
+        from gpt2_training.args import UsageError
+        n_pos, turns = self.model.config.n_positions, args.max_cxt_turn
+        try:
+            train = PairLoader(read_pairs(args.pairs, tokenizer, n_pos, turns), micro_batch, args.seed)
+            held = read_pairs(args.eval_pairs, tokenizer, n_pos, turns) if args.eval_pairs else None
+        except OSError as e:
+            raise UsageError(f"{e.filename}: {e.strerror}") from None
+        except ValueError as e:
+            raise UsageError(str(e) if "pairs give no" not in str(e) else f"--pairs {args.pairs}: {e}") from None
+        return train, held
+
+    def body(self, args, config):
+        return self.model.train(), None
+
+    def loss_module(self, raw_model):
+        return PairLoss(raw_model)
+
+    def forward(self, run, batch):
+        from gpt2_training.loop import MicroBatch
+        ids, lens = (t.to(run.d.device, non_blocking=True) for t in batch)
+        loss, acc = run.model(ids, lens)
+        return MicroBatch(loss, acc, ids.shape[0] // 2, lens.sum(), ids.numel())
+
+    def evaluate(self, run) -> tuple[float, float]:
+        return evaluate(run.raw_model, run.eval_loader, run.args.eval_batch_size)
+
+    def finish(self, run) -> None:
+        """The last update is a checkpoint too (evaluated); then OUT/ranker.pth, OUT/best.pth."""
+        from gpt2_training.loop import save_and_eval
+        if run.state.global_step % run.args.valid_step:
+            save_and_eval(run)
+        if not run.d.is_main:
+            return
+        out = Path(run.args.output_dir)
+        save_pth(run.raw_model, out, "ranker.pth")
+        self.best = best_checkpoint(run.log.log_dir, run.ckpt.run_dir)
+        if self.best is not None:
+            from lsp_model.runfolder import weights_path
+
+            from .model import load_head
+            save_pth(load_head(weights_path(run.ckpt.run_dir, self.best[0])), out, "best.pth")
+
+
+def best_checkpoint(log_dir: Path, run_dir: Path) -> tuple[int, float] | None:
+    """(update, accuracy) of the checkpoint with the best held-out accuracy in eval_log.txt (the
+    earliest of equals) among those whose .pkl exists; None without evals. The log survives an
+    exact resume (rows after the resumed update are dropped), so the whole run counts."""
+    from lsp_model.runfolder import EVAL_LOG, weights_path
+    path = Path(log_dir) / EVAL_LOG
+    rows = [ln.split(",") for ln in path.read_text().splitlines() if ln[:1].isdigit()] if path.is_file() else []
+    found = [(-float(r[4]), int(r[1]) - 1) for r in rows]  # the log's global_step column is the update + 1
+    found = [f for f in found if weights_path(run_dir, f[1]).is_file()]
+    return (min(found)[1], -min(found)[0]) if found else None
+
+
+def loop_args(args) -> argparse.Namespace:
+    """rank.py train's flags as gpt2_training.loop reads them: LSP_train's defaults for every
+    flag rank.py does not take, the files mapped onto LSP_train's names, then its checks."""
+    from gpt2_training.args import build_parser, check_args
+    lsp = {a.dest: a.default for a in build_parser()._actions if a.dest != "help"}
+    ns = argparse.Namespace(**(lsp | vars(args)))
+    ns.model_name_or_path = ns.init_checkpoint = args.init
+    ns.train_input_file, ns.eval_input_file = args.pairs, args.eval_pairs
+    ns.skip_eval = not args.eval_pairs
+    ns.eval_batch_size = args.train_batch_size
+    check_args(ns)
+    return ns
+
+
+def train(args) -> dict:
+    """Train through gpt2_training.loop; returns its summary plus `ranker` (None when the run
+    stopped early, --stop_after_steps) and `best_eval_acc`."""
+    from gpt2_training.loop import train as train_loop
+    ns = loop_args(args)
+    task = PairTask(ns)
+    res = train_loop(ns, task=task)
+    done = res["global_step"] >= ns.num_optim_steps
+    return res | {"ranker": Path(ns.output_dir) / "ranker.pth" if done else None,
+                  "best_eval_acc": task.best[1] if task.best is not None else None}

@@ -182,11 +182,12 @@ def run_multiref(argv):
 
 
 def run_pairs(argv):
-    from .pairs import KINDS, write_month_pairs
+    from .pairs import KINDS, write_pairs
     p = argparse.ArgumentParser(prog='python -m reddit_extractor pairs',
-                                description="DialogRPT's human-feedback pairs of one month (docs/reddit.md): "
+                                description="DialogRPT's human-feedback pairs of one or more months (docs/reddit.md): "
                                 "time-adjacent sibling replies, the one with more upvotes/replies/follow-ups as pos")
-    p.add_argument('dump_name', help='month, YYYY-MM')
+    p.add_argument('dump_name', nargs='+',
+                   help='month(s), YYYY-MM; several are read as one forest (threads across months kept)')
     p.add_argument('--kind', required=True, choices=KINDS)
     p.add_argument('--reddit_input', default='reddit_in', help='folder with the RS_/RC_YYYY-MM dumps')
     p.add_argument('--out', required=True, help='output JSONL (rank.py train --pairs)')
@@ -195,13 +196,15 @@ def run_pairs(argv):
     p.add_argument('--min_score_gap', type=int, default=1, help='least value gap (the paper held out: updown 20, width/depth 4)')
     p.add_argument('--min_rank_gap', type=float, default=0.0, help='least rank gap (the paper held out 0.5)')
     args = p.parse_args(argv)
-    paths = {}
-    for kind in ('RS', 'RC'):
-        paths[kind] = find_dump(args.reddit_input, kind, args.dump_name)
-        if paths[kind] is None:
-            raise DumpError('%s: no %s_%s dump (.zst/.bz2/.xz/.gz/none)' % (args.reddit_input, kind, args.dump_name))
-    write_month_pairs(paths['RS'], paths['RC'], args.out, args.kind, max_hr_gap=args.max_hr_gap,
-                      min_score_gap=args.min_score_gap, min_rank_gap=args.min_rank_gap)
+    months = []
+    for month in dict.fromkeys(args.dump_name):
+        paths = [find_dump(args.reddit_input, kind, month) for kind in ('RS', 'RC')]
+        for kind, path in zip(('RS', 'RC'), paths):
+            if path is None:
+                raise DumpError('%s: no %s_%s dump (.zst/.bz2/.xz/.gz/none)' % (args.reddit_input, kind, month))
+        months.append(paths)
+    write_pairs(months, args.out, args.kind, max_hr_gap=args.max_hr_gap, min_score_gap=args.min_score_gap,
+                min_rank_gap=args.min_rank_gap)
     return 0
 
 

@@ -1,9 +1,9 @@
-"""DialogRPT's human-feedback pairs from one month's raw dumps (Gao et al. 2020, arXiv 2009.06978).
+"""DialogRPT's human-feedback pairs from raw monthly dumps (Gao et al. 2020, arXiv 2009.06978).
 
 As DialogRPT's src/data.py built them: every comment gets three feedback values,
 ``updown`` (its score, upvotes - downvotes), ``width`` (its direct replies) and
 ``depth`` (the longest chain of replies below it), counted over every comment of
-the month, whatever its text.  The replies of one parent (a comment, or the
+the months read together, whatever its text.  The replies of one parent (a comment, or the
 submission for top-level replies) are sorted by posting time and each two
 *consecutive* ones with different values make a pair: the higher one is ``pos``.
 So the two replies of a pair were posted close together, and the gap is kept
@@ -14,8 +14,10 @@ So the two replies of a pair were posted close together, and the gap is kept
 
 The context is the submission (title + self text) and every comment down to the
 parent; a pair is dropped when any of its turns fails the paper's text clean
-(deleted, a quote, over 30 words).  Not reproduced: the paper's GPT-2
-unknown-subword ratio check, and trees across months (it read a year at once).
+(deleted, a quote, over 30 words).  Several months read in one call are one
+forest, as the paper read a year at once: a thread that crosses a month boundary
+keeps its late replies (their parents, widths and depths) instead of losing them.
+Not reproduced: the paper's GPT-2 unknown-subword ratio check.
 
 Output JSONL (what ``rank.py train`` reads, plus the provenance fields):
 ``{"context": [...], "pos": "...", "neg": "...", "kind": ..., "pos_id", "neg_id",
@@ -77,9 +79,10 @@ def _records(path, errors):
                 errors.add(e.args[0], n)
 
 
-def read_comments(path, errors):
-    """``t1_<id>`` -> Comment, first record of a name kept (as the paper's name_set)."""
-    out = {}
+def read_comments(path, errors, out=None):
+    """``t1_<id>`` -> Comment, first record of a name kept (as the paper's name_set); added to
+    ``out`` when given (several months make one forest)."""
+    out = {} if out is None else out
     for n, d in _records(path, errors):
         cid, parent = d.get('id'), d.get('parent_id')
         if not isinstance(cid, str) or not isinstance(parent, str):
@@ -92,9 +95,9 @@ def read_comments(path, errors):
     return out
 
 
-def read_submissions(path, errors):
-    """``t3_<id>`` -> the cleaned title + self text (None when not usable)."""
-    out = {}
+def read_submissions(path, errors, out=None):
+    """``t3_<id>`` -> the cleaned title + self text (None when not usable); added to ``out``."""
+    out = {} if out is None else out
     for n, d in _records(path, errors):
         sid = d.get('id')
         if not isinstance(sid, str):
@@ -201,19 +204,22 @@ def month_pairs(comments, submissions, kind, max_hr_gap=1.0, min_score_gap=1, mi
                    'rank_pos': r_pos, 'rank_neg': r_neg}
 
 
-def write_month_pairs(rs_path, rc_path, out, kind, log=None, **filters):
-    """Read the month's dumps, write its pairs to ``out`` (atomically); return the stats Counter."""
+def write_pairs(months, out, kind, log=None, **filters):
+    """Read the (RS path, RC path) of each month into one forest, write its pairs to ``out``
+    (atomically); return the stats Counter."""
     if kind not in KINDS:
         raise DumpError('unknown pair kind %r (one of %s)' % (kind, ', '.join(KINDS)))
     log = log or sys.stderr
-    sub_errors, com_errors = Errors(), Errors()
-    submissions = read_submissions(rs_path, sub_errors)
-    comments = read_comments(rc_path, com_errors)
+    submissions, comments, errors = {}, {}, []
+    for rs_path, rc_path in months:
+        errors += [(rs_path, Errors()), (rc_path, Errors())]
+        read_submissions(rs_path, errors[-2][1], submissions)
+        read_comments(rc_path, errors[-1][1], comments)
     stats = Counter()
     lines = [json.dumps(p, ensure_ascii=False) + '\n'
              for p in month_pairs(comments, submissions, kind, stats=stats, **filters)]
     write_atomic(out, ''.join(lines))
-    for path, errs in ((rs_path, sub_errors), (rc_path, com_errors)):
+    for path, errs in errors:
         for reason in sorted(errs.count):
             print('warning: %s: %d line(s) with %s (first: line %d)'
                   % (path, errs.count[reason], reason, errs.first[reason]), file=log)

@@ -47,7 +47,8 @@ def dumps(tmp_path):
 
 def run(dumps, tmp_path, kind, *flags, month='2020-01'):
     out = tmp_path / f'{kind}.jsonl'
-    assert main(['pairs', month, '--kind', kind, '--reddit_input', str(dumps), '--out', str(out), *flags]) == 0
+    months = month.split() if isinstance(month, str) else month
+    assert main(['pairs', *months, '--kind', kind, '--reddit_input', str(dumps), '--out', str(out), *flags]) == 0
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 
@@ -86,6 +87,21 @@ def test_width_and_depth(dumps, tmp_path):
     depth = run(dumps, tmp_path, 'depth')
     assert brief(depth) == [('a1', 'a2'), ('a', 'b'), ('b', 'c')]
     assert [(p['score_pos'], p['score_neg']) for p in depth] == [(1, 0), (2, 1), (1, 0)]
+
+
+def test_months_read_together_keep_threads_across_the_boundary(dumps, tmp_path):
+    """The thread below `a` continues into February: read alone, January loses a2 (the a1>a2 pair)
+    and a's depth; read with February (several months in one call) the result is the one-file one."""
+    late = {'a2', 'a1x', 'b2'}
+    jan = [json.dumps(c) for c in TREE if c['id'] not in late]
+    (dumps / 'RC_2020-01.jsonl').write_text('\n'.join(jan) + '\n')
+    (dumps / 'RC_2020-02.jsonl').write_text('\n'.join(json.dumps(c) for c in TREE if c['id'] in late) + '\n')
+    (dumps / 'RS_2020-02.jsonl').write_text('')
+    assert brief(run(dumps, tmp_path, 'updown')) == [('a', 'b'), ('c', 'f')]
+    assert brief(run(dumps, tmp_path, 'depth')) == [('b', 'c')]  # alone, a's depth is 1 (= b's), not 2
+    both = '2020-01 2020-02 2020-01'  # a month named twice is read once
+    assert brief(run(dumps, tmp_path, 'updown', month=both)) == [('a1', 'a2'), ('a', 'b'), ('c', 'f')]
+    assert brief(run(dumps, tmp_path, 'depth', month=both)) == [('a1', 'a2'), ('a', 'b'), ('b', 'c')]
 
 
 def test_missing_dump_is_one_line(tmp_path, capsys):
