@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,35 +77,41 @@ def collate(pairs: list[Pair]) -> tuple[torch.Tensor, torch.Tensor]:
 class PairLoader:
     """Micro-batches of training pairs, one `for` loop = one epoch: a fresh shuffle of all pairs
     from one `random.Random(seed)`, cut into batches of `batch_size`, a short last one dropped
-    (as LSP_train's loader). `state_dict()` / `load_state_dict()` resume an epoch at a batch."""
+    (as LSP_train's loader). `state_dict()` / `load_state_dict()` resume an epoch at a batch.
+    With several processes (DDP), process `rank` of `num_replica` takes every num_replica-th pair
+    of the shared shuffle: disjoint, and the same number of batches on every process."""
 
-    def __init__(self, pairs: list[Pair], batch_size: int, seed: int):
-        if len(pairs) < batch_size:
+    def __init__(self, pairs: list[Pair], batch_size: int, seed: int, rank: int = 0, num_replica: int = 1):
+        self.per_rank = len(pairs) // num_replica
+        if self.per_rank < batch_size:
             raise ValueError(f"{len(pairs)} pairs give no full micro-batch of {batch_size} "
-                             f"(--train_batch_size / --gradient_accumulation_steps)")
-        self.pairs, self.batch_size = pairs, batch_size
+                             f"(--train_batch_size / --gradient_accumulation_steps)"
+                             + (f" on each of {num_replica} processes" if num_replica > 1 else ""))
+        self.pairs, self.batch_size, self.rank, self.num_replica = pairs, batch_size, rank, num_replica
         self._rng = random.Random(seed)
         self._epoch, self._offset, self._epoch_state = 0, 0, self._rng.getstate()
 
     def __len__(self) -> int:
-        return len(self.pairs) // self.batch_size
+        return self.per_rank // self.batch_size
 
     def __iter__(self):
         self._rng.setstate(self._epoch_state)
         order = list(range(len(self.pairs)))
         self._rng.shuffle(order)
+        mine = order[self.rank::self.num_replica][:self.per_rank]
         for b in range(self._offset, len(self)):
             self._offset += 1
-            yield collate([self.pairs[i] for i in order[b * self.batch_size:(b + 1) * self.batch_size]])
+            yield collate([self.pairs[i] for i in mine[b * self.batch_size:(b + 1) * self.batch_size]])
         self._epoch, self._offset, self._epoch_state = self._epoch + 1, 0, self._rng.getstate()
 
     def state_dict(self) -> dict:
         version, internal, gauss = self._epoch_state
         return {"epoch": self._epoch, "offset": self._offset, "rng_state": [version, list(internal), gauss],
-                "n_pairs": len(self.pairs), "batch_size": self.batch_size}
+                "n_pairs": len(self.pairs), "batch_size": self.batch_size, "num_replica": self.num_replica}
 
     def load_state_dict(self, state: dict) -> None:
-        for k, mine in (("n_pairs", len(self.pairs)), ("batch_size", self.batch_size)):
+        for k, mine in (("n_pairs", len(self.pairs)), ("batch_size", self.batch_size),
+                        ("num_replica", self.num_replica)):
             if state.get(k, mine) != mine:
                 raise ValueError(f"the run was trained with {k}={state[k]}, now {k}={mine} "
                                  f"(resume with the same --pairs and batch flags)")
@@ -152,17 +159,28 @@ def evaluate(model, pairs: list[Pair], batch_size: int) -> tuple[float, float]:
     return loss / len(pairs), acc / len(pairs)
 
 
-def save_pth(model, out_dir: Path, name: str) -> Path:
-    """A DialogRPT .pth (fp32 state dict) with the config.json that fixes its size, atomically."""
+def save_pth(model, out_dir: Path, name: str, state_dict: dict | None = None) -> Path:
+    """A DialogRPT .pth (fp32, `model`'s tensors or those of `state_dict` under its names) with the
+    config.json that fixes its size, atomically."""
     from lsp_io.atomic import atomic_file
+
+    from .model import ARCH_KEYS
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = {k: getattr(model.config, k) for k in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head",
-                                                 "n_inner", "layer_norm_epsilon")}
     with atomic_file(out_dir / "config.json", "w") as f:
-        json.dump(cfg, f, indent=1)
+        json.dump({k: getattr(model.config, k) for k in ARCH_KEYS}, f, indent=1)
+    sd = state_dict if state_dict is not None else model.state_dict()
     with atomic_file(out_dir / name) as f:
-        torch.save({k: v.detach().float().cpu() for k, v in model.state_dict().items()}, f)
+        torch.save({k: sd[k].detach().float().cpu() for k in model.state_dict()}, f)
     return out_dir / name
+
+
+def checkpoint_state(run_dir: Path, step: int) -> dict:
+    """The weights of a run folder's checkpoint N: the resume state's fp32 copy when the .pkl is
+    fp16 (--fp16 runs), else the .pkl."""
+    from gpt2_training.checkpoint import load_resume_state
+    from lsp_model.checkpoint import read_state_dict
+    from lsp_model.runfolder import weights_path
+    return load_resume_state(run_dir, step).get("model") or read_state_dict(weights_path(run_dir, step))
 
 
 class PairTask:
@@ -193,7 +211,8 @@ class PairTask:
         from gpt2_training.args import UsageError
         n_pos, turns = self.model.config.n_positions, args.max_cxt_turn
         try:
-            train = PairLoader(read_pairs(args.pairs, tokenizer, n_pos, turns), micro_batch, args.seed)
+            train = PairLoader(read_pairs(args.pairs, tokenizer, n_pos, turns), micro_batch, args.seed,
+                               d.rank, d.world_size)
             held = read_pairs(args.eval_pairs, tokenizer, n_pos, turns) if args.eval_pairs else None
         except OSError as e:
             raise UsageError(f"{e.filename}: {e.strerror}") from None
@@ -214,7 +233,9 @@ class PairTask:
         return MicroBatch(loss, acc, ids.shape[0] // 2, lens.sum(), ids.numel())
 
     def evaluate(self, run) -> tuple[float, float]:
-        return evaluate(run.raw_model, run.eval_loader, run.args.eval_batch_size)
+        loss, acc = evaluate(run.raw_model, run.eval_loader, run.args.eval_batch_size)
+        print(f"update {run.state.global_step}: eval_loss {loss:.4f} eval_acc {acc:.3f}", file=sys.stderr, flush=True)
+        return loss, acc
 
     def finish(self, run) -> None:
         """The last update is a checkpoint too (evaluated); then OUT/ranker.pth, OUT/best.pth."""
@@ -227,10 +248,7 @@ class PairTask:
         save_pth(run.raw_model, out, "ranker.pth")
         self.best = best_checkpoint(run.log.log_dir, run.ckpt.run_dir)
         if self.best is not None:
-            from lsp_model.runfolder import weights_path
-
-            from .model import load_head
-            save_pth(load_head(weights_path(run.ckpt.run_dir, self.best[0])), out, "best.pth")
+            save_pth(run.raw_model, out, "best.pth", checkpoint_state(run.ckpt.run_dir, self.best[0]))
 
 
 def best_checkpoint(log_dir: Path, run_dir: Path) -> tuple[int, float] | None:

@@ -114,6 +114,10 @@ def test_pair_loader_resumes_inside_an_epoch(tmp_path):
     assert not torch.equal(straight[0][0], straight[3][0])  # each epoch is a new shuffle
     with pytest.raises(ValueError, match="n_pairs=10, now n_pairs=9"):
         PairLoader(pairs[:9], 3, seed=7).load_state_dict(b.state_dict())
+    # two processes: disjoint halves of the same shuffle, as many batches each
+    ranks = [list(PairLoader(pairs, 2, seed=7, rank=r, num_replica=2)) for r in range(2)]
+    rows = [tuple(r.tolist()) for batches in ranks for ids, lens in batches for r in ids[:len(ids) // 2]]
+    assert len(ranks[0]) == len(ranks[1]) == 2 and len(set(rows)) == len(rows) == 8
 
 
 RESUME_FLAGS = ["--num_optim_steps", "6", "--valid_step", "2", "--train_batch_size", "8",
@@ -165,7 +169,9 @@ def test_interrupted_run_resumed_equals_straight_run(resume_data, precision):
     # stop after update 3 (past the checkpoint of update 2), then resume from that checkpoint
     assert main([*common, "--output_dir", str(b), "--stop_after_steps", "3"]) == 0
     assert not (b / "ranker.pth").exists() and (run_dir(b) / "GP2-pretrain-step-2.resume.pt").is_file()
-    assert main([*common, "--output_dir", str(b), "--resume_from_checkpoint", "last"]) == 0
+    # resume from the newest checkpoint (fp32), or from that checkpoint's .pkl named (bf16)
+    spec = str(run_dir(b) / "GP2-pretrain-step-2.pkl") if tag else "last"
+    assert main([*common, "--output_dir", str(b), "--resume_from_checkpoint", spec]) == 0
     assert_same_run(a, b)
     assert not (run_dir(b) / "train.lock").exists() and (run_dir(b) / "run_config.json").is_file()
     cfg = json.loads((run_dir(b) / "run_config.json").read_text())
@@ -191,8 +197,9 @@ def test_ctrl_c_saves_nothing_half_done_and_resumes_exactly(resume_data, monkeyp
     capsys.readouterr()
     assert main([*command(resume_data, "fp32"), "--output_dir", str(b)]) == 130
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: interrupted at update 2; the last checkpoint is step 2 in {run_dir(b)}; resume with "
-                   f"--resume_from_checkpoint last"]
+    assert len(err) == 2 and err[0].startswith("update 2: eval_loss ")  # the step-2 checkpoint's evaluation
+    assert err[1] == (f"error: interrupted at update 2; the last checkpoint is step 2 in {run_dir(b)}; resume with "
+                      f"--resume_from_checkpoint last")
     assert not (b / "ranker.pth").exists() and not (run_dir(b) / "train.lock").exists()
     monkeypatch.undo()
     assert main([*command(resume_data, "fp32"), "--output_dir", str(b), "--resume_from_checkpoint", "last"]) == 0
