@@ -50,8 +50,8 @@ def check_positive(p: argparse.ArgumentParser, args, *names) -> None:
 # rank.py's defaults for them where a ranker wants others
 LSP_FLAGS = ("output_dir", "num_optim_steps", "train_batch_size", "gradient_accumulation_steps", "learning_rate",
              "lr_schedule", "warmup_steps", "warmup_proportion", "optim", "fp16", "bf16", "loss_scale",
-             "valid_step", "seed", "device", "resume_from_checkpoint", "stop_after_steps", "log_dir", "pbar",
-             "deterministic", "gradient_checkpointing", "report_to")
+             "valid_step", "seed", "device", "threads", "resume_from_checkpoint", "stop_after_steps", "log_dir",
+             "pbar", "deterministic", "gradient_checkpointing", "report_to")
 TRAIN_DEFAULTS = dict(num_optim_steps=1000, train_batch_size=16, gradient_accumulation_steps=1, learning_rate=3e-5,
                       lr_schedule="None", warmup_steps=100, fp16=False, valid_step=100)
 
@@ -81,10 +81,12 @@ def train_main(argv) -> int:
     p = train_parser()
     args = p.parse_args(argv)
     check_positive(p, args, "max_cxt_turn")
+    from gpt2_training.cli import set_cpu_threads
     from gpt2_training.failures import failure
     from lsp_model.checkpoint import CheckpointError
 
     from .train import train
+    set_cpu_threads(args)  # as LSP_train: one thread per free core on CPU
     try:
         res = train(args)
     except Exception as e:  # one line and LSP_train's exit status (docs/training.md); a bug keeps its traceback
@@ -93,6 +95,8 @@ def train_main(argv) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return code or 2
+    if not res["is_main"]:
+        return 0
     if res["ranker"] is None:
         print(f"stopped after update {res['global_step']} (--stop_after_steps); continue with the same flags and "
               f"--resume_from_checkpoint last", file=sys.stderr)

@@ -193,6 +193,7 @@ class PairTask:
         self.max_grad_norm = args.max_grad_norm
         self.model = None
         self.best: tuple[int, float] | None = None  # (update, held-out accuracy) of best.pth
+        self.is_main = True  # False on the other processes of a torchrun job (they write nothing)
 
     def inputs(self, args, eval_loader):
         from gpt2_training.args import UsageError
@@ -210,6 +211,7 @@ class PairTask:
     def loaders(self, args, d, micro_batch, tokenizer):
         from gpt2_training.args import UsageError
         n_pos, turns = self.model.config.n_positions, args.max_cxt_turn
+        self.is_main = d.is_main
         try:
             train = PairLoader(read_pairs(args.pairs, tokenizer, n_pos, turns), micro_batch, args.seed,
                                d.rank, d.world_size)
@@ -279,11 +281,11 @@ def loop_args(args) -> argparse.Namespace:
 
 def train(args) -> dict:
     """Train through gpt2_training.loop; returns its summary plus `ranker` (None when the run
-    stopped early, --stop_after_steps) and `best_eval_acc`."""
+    stopped early, --stop_after_steps), `best_eval_acc` and `is_main` (the process that writes)."""
     from gpt2_training.loop import train as train_loop
     ns = loop_args(args)
     task = PairTask(ns)
     res = train_loop(ns, task=task)
     done = res["global_step"] >= ns.num_optim_steps
-    return res | {"ranker": Path(ns.output_dir) / "ranker.pth" if done else None,
+    return res | {"ranker": Path(ns.output_dir) / "ranker.pth" if done else None, "is_main": task.is_main,
                   "best_eval_acc": task.best[1] if task.best is not None else None}

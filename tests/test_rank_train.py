@@ -5,6 +5,7 @@ bit for bit, in fp32 and bf16 autocast."""
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -242,3 +243,29 @@ def test_bad_pair_line(tmp_path, capsys):
     rc = main(["train", "--init", str(init), "--pairs", str(bad), "--output_dir", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1].startswith("error: ") and "p.jsonl:2: expected" in err[-1]
+
+
+@pytest.mark.distributed
+def test_two_processes_take_disjoint_shares(resume_data, tmp_path):
+    """torchrun, 2 CPU processes (gloo): the run's first log row counts the real tokens of both
+    processes' first micro-batches as PairLoader splits them; one process writes the ranker."""
+    import subprocess
+    import sys
+
+    from lsp_model.tokenizer import load_tokenizer
+    from lsp_rank.model import load_head
+    _, init, train, _ = resume_data
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "rank.py",
+           "train", "--init", str(init), "--pairs", str(train), "--output_dir", str(out), "--num_optim_steps", "2",
+           "--valid_step", "2", "--train_batch_size", "4", "--pbar", "false", "--device", "cpu"]
+    r = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.count(f"wrote {out / 'ranker.pth'}") == 1, r.stderr[-3000:]
+    pairs = read_pairs(train, load_tokenizer(), 64)
+    first = [next(iter(PairLoader(pairs, 4, seed=42, rank=k, num_replica=2))) for k in range(2)]
+    rows = log_rows(out, "train_log.txt")
+    assert int(rows[1][5]) == sum(int(lens.sum()) for _, lens in first) and len(rows) == 3
+    assert json.loads((run_dir(out) / "run_config.json").read_text())["world_size"] == 2
+    assert load_head(out / "ranker.pth").config.n_embd == 32
