@@ -242,7 +242,8 @@ class PairTask:
     def finish(self, run) -> None:
         """The last update is a checkpoint too (evaluated); then OUT/ranker.pth, OUT/best.pth."""
         from gpt2_training.loop import save_and_eval
-        if run.state.global_step % run.args.valid_step:
+        # (every process decides alike; a resume of a finished run made no update and has it already)
+        if run.state.global_step % run.args.valid_step and run.last:
             save_and_eval(run)
         if not run.d.is_main:
             return

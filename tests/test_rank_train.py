@@ -269,3 +269,16 @@ def test_two_processes_take_disjoint_shares(resume_data, tmp_path):
     assert int(rows[1][5]) == sum(int(lens.sum()) for _, lens in first) and len(rows) == 3
     assert json.loads((run_dir(out) / "run_config.json").read_text())["world_size"] == 2
     assert load_head(out / "ranker.pth").config.n_embd == 32
+
+
+def test_last_update_is_a_checkpoint_and_resuming_a_finished_run_changes_nothing(resume_data, tmp_path):
+    """5 updates with --valid_step 2: checkpoints 2, 4 and (the end) 5, each evaluated; resuming
+    the finished run writes the same ranker and no second row."""
+    cmd = [*command(resume_data, "fp32"), "--output_dir", str(tmp_path), "--num_optim_steps", "5"]
+    assert main(cmd) == 0
+    evals, ranker = log_rows(tmp_path, "eval_log.txt"), read_state_dict(tmp_path / "ranker.pth")
+    assert [r[1] for r in evals[1:]] == ["3", "5", "6"]  # the log's global_step column: update + 1
+    assert main([*cmd, "--resume_from_checkpoint", "last"]) == 0
+    assert log_rows(tmp_path, "eval_log.txt") == evals
+    again = read_state_dict(tmp_path / "ranker.pth")
+    assert all(torch.equal(ranker[k], again[k]) for k in ranker)
