@@ -217,7 +217,8 @@ class PairTask:
                                d.rank, d.world_size)
             held = read_pairs(args.eval_pairs, tokenizer, n_pos, turns) if args.eval_pairs else None
         except OSError as e:
-            raise UsageError(f"{e.filename}: {e.strerror}") from None
+            flag = "--pairs" if str(e.filename) == str(Path(args.pairs)) else "--eval_pairs"
+            raise UsageError(f"{flag} {e.filename}: {e.strerror}") from None
         except ValueError as e:
             raise UsageError(str(e) if "pairs give no" not in str(e) else f"--pairs {args.pairs}: {e}") from None
         return train, held

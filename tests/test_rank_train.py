@@ -221,6 +221,11 @@ def test_bad_resume_input_is_one_line(resume_data, tmp_path, capsys):
         assert main([*common, "--resume_from_checkpoint", spec]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and want in err[0], (spec, err)
+    for flag in ("--pairs", "--eval_pairs"):  # a missing pairs file names its flag
+        capsys.readouterr()
+        argv = [*common, flag, str(tmp_path / "none.jsonl")]
+        assert main(argv) == 2
+        assert capsys.readouterr().err.strip() == f"error: {flag} {tmp_path / 'none.jsonl'}: No such file or directory"
     # a run folder of another model: the checkpoint does not fit --init
     other = main(["train", "--init", str(tiny_ranker(tmp_path / "wide", n_embd=64, n_head=4)), "--pairs", str(train),
                   *RESUME_FLAGS, "--output_dir", str(tmp_path / "w"), "--stop_after_steps", "2"])
