@@ -25,7 +25,7 @@ REPO = HERE.parent
 # name -> (script, arguments): what the README table quotes
 PLANS = {
     "quick": {
-        "train": ["bench_train.py", "--accum", "4", "--rounds", "3"],
+        "train": ["bench_train.py", "--accum", "2", "--rounds", "3"],
         "optim": ["bench_optim.py", "--rounds", "3"],
         "prepro": ["bench_prepro.py", "--lines", "20000", "--rounds", "3"],
         "decode": ["bench_decode.py", "--rounds", "3", "--new_tokens", "8"],
