@@ -162,6 +162,30 @@ def sampling_filter(logits, temperature, top_k, top_p):
     return logits
 
 
+def sample(logits, temperature, top_k, top_p, gens: list[torch.Generator]) -> torch.Tensor:
+    """sampling_filter then _draw, one token per row. When every row has a top-k and no top-p,
+    only the k kept tokens enter the draw (in token order, as in the full-vocabulary CDF): the
+    same distribution without the full-vocabulary masking, softmax and cumsum every step."""
+    n, V = logits.shape
+    ks = list(top_k) if isinstance(top_k, (list, tuple)) else [top_k] * n
+    ps = list(top_p) if isinstance(top_p, (list, tuple)) else [top_p] * n
+    K = max(ks)
+    if not all(0 < k < V - 1 for k in ks) or any(p < 1.0 for p in ps):
+        return _draw(sampling_filter(logits, temperature, top_k, top_p), gens)
+    temps = list(temperature) if isinstance(temperature, (list, tuple)) else [temperature] * n
+    x = logits / torch.tensor(temps, dtype=logits.dtype, device=logits.device)[:, None]
+    vals, idx = x.topk(K + 1, -1)  # one more: a tie at the k-th value keeps every tied token
+    k = torch.tensor(ks, device=logits.device)[:, None]
+    kth = vals.gather(1, k - 1)
+    if bool((vals.gather(1, k) == kth).any()):
+        return _draw(sampling_filter(logits, temperature, top_k, top_p), gens)
+    vals, idx = vals[:, :K], idx[:, :K]
+    vals = vals.masked_fill(vals < kth, float("-inf"))  # rows with a smaller k than the batch's largest
+    idx, order = idx.sort(-1)
+    tok = _draw(vals.gather(1, order), gens)
+    return idx.gather(1, tok[:, None]).squeeze(1)
+
+
 def _draw(logits, gens: list[torch.Generator]) -> torch.Tensor:
     """One token per row by inverse CDF, with one uniform from that row's own generator, so a
     row's sample does not depend on which other rows share its batch."""
@@ -400,12 +424,12 @@ class Decoder:
         if err is not None and self._too_close(x, err, plan):
             return None
         if len(plan["sample"]) == len(rows):
-            return _draw(sampling_filter(x, *self._sampling(rows)), [r.gen for r in rows])
+            return sample(x, *self._sampling(rows), [r.gen for r in rows])
         tok = x.argmax(-1)
         if plan["sample"]:
             srows = [rows[i] for i in plan["sample"]]
             idx = plan["sample_idx"]
-            tok[idx] = _draw(sampling_filter(x[idx], *self._sampling(srows)), [r.gen for r in srows])
+            tok[idx] = sample(x[idx], *self._sampling(srows), [r.gen for r in srows])
         return tok
 
     def _too_close(self, x, err, plan) -> bool:

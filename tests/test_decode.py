@@ -19,7 +19,8 @@ from lsp_data.contexts import detect_format, read_contexts, strip_weight
 from lsp_model.chat import clean_hypothesis, encode_context, fit_context
 from lsp_model.checkpoint import load_model
 from lsp_model.generate import (GenConfig, banned_ngram_mask, batch_order, generate, left_pad, make_gen_config,
-                                positions_from_mask, sampling_filter)
+                                positions_from_mask, sample, sampling_filter)
+from lsp_model.generate import _draw
 from lsp_model.model import lm_loss
 from lsp_model.tokenizer import decode, encode, eos_id, load_tokenizer, save_tokenizer
 
@@ -47,6 +48,29 @@ def test_sampling_filter_top_k_and_top_p():
     assert kept(sampling_filter(logits, 1.0, 0, 0.8)) == [True, True, False, False]   # 0.5+0.3 reaches 0.8
     assert kept(sampling_filter(logits, 1.0, 0, 0.81)) == [True, True, True, False]
     assert kept(sampling_filter(logits, 1.0, 0, 0.1)) == [True, False, False, False]  # the top token always stays
+
+
+def test_top_k_sample_draws_as_the_full_vocabulary_filter_does():
+    """The fast top-k draw (k tokens only) picks what filter + full-vocabulary draw picks, with the
+    same random numbers: mixed k per row, temperatures, banned (-inf) tokens, ties at the k-th value
+    (every tied token stays), and top-p or k = 0 rows (the full path)."""
+    g = torch.Generator().manual_seed(0)
+    for trial in range(40):
+        n, V = 6, 500
+        logits = torch.randn((n, V), generator=g) * 3
+        logits[0, :50] = float("-inf")
+        if trial % 4 == 1:
+            logits[1, logits[1].topk(3).indices] = logits[1].max()   # a tie at the top: k=2 keeps all 3
+        ks = [int(k) for k in torch.randint(1, 40, (n,), generator=g)]
+        if trial % 4 == 1:
+            ks[1] = 2
+        temps = [0.7, 1.0, 1.3, 1.0, 0.9, 1.1]
+        ps = [0.9] + [1.0] * (n - 1) if trial % 4 == 2 else [1.0] * n
+        if trial % 4 == 3:
+            ks[2] = 0
+        gens = lambda: [torch.Generator().manual_seed(trial * 10 + i) for i in range(n)]  # noqa: E731
+        want = _draw(sampling_filter(logits, temps, ks, ps), gens())
+        assert sample(logits, temps, ks, ps, gens()).tolist() == want.tolist()
 
 
 def test_no_repeat_ngram_mask():
