@@ -10,9 +10,11 @@ conversation, turns joined by EOS, as DialoGPT sees it), greedy, streamed (to ti
 token). The raw route, because the exported folder has no chat template yet (issue 19 item 1),
 so transformers serve's chat route cannot format DialoGPT turns. A random-weight model rarely
 emits EOS, so every reply is max_tokens long: uniform (all 32) or mixed (16-40, per request).
-Closed-loop clients (each sends again when answered) for a fixed time per round; only replies
-that end inside the window count. Rounds alternate between the servers and settings (a shared
-CPU's noise hits both). Prints requests/s, p50/p95 latency and p50 time to first token per
+Closed-loop clients (each sends again when answered) for a fixed time per round: replies that
+end inside the window count for requests/s and latency, first tokens and streamed text chunks
+inside it for the time to first token and chunks/s (so a server that ends no reply inside a
+round still gets a ratio). Rounds alternate between the servers and settings (a shared CPU's
+noise hits both). Prints requests/s, p50/p95 latency, p50 time to first token and chunks/s per
 round, then per setting the median [min-max] over rounds and our/peer ratios, with the load.
 transformers serve runs offline here once `accelerate` is installed (`pip install -e .[bench]`);
 its default KV cache sizing was killed for memory on a 23 GiB machine, so it gets
