@@ -178,7 +178,9 @@ def main(argv=None) -> int:
     p.add_argument("--settle", type=float, default=5.0, help="seconds between rounds")
     p.add_argument("--mixes", nargs="+", choices=list(MIXES), default=list(MIXES),
                    help="max_tokens settings to run (default: both)")
-    p.add_argument("--serve_args", default="", help="extra serve.py flags, e.g. '--max_prefill 128'")
+    p.add_argument("--serve_args", nargs="+", default=[""],
+                   help="extra serve.py flags, one server per string, all in the same rounds "
+                        "(e.g. '' '--prefill_per_row 16': the default against a variant)")
     a = p.parse_args(argv)
     tmp = tempfile.TemporaryDirectory(prefix="bench_serve-")
     model = str(bench_copy(a.model or str(random_model(Path(tmp.name) / "random-6x384")), Path(tmp.name) / "served"))
@@ -187,12 +189,13 @@ def main(argv=None) -> int:
     print(f"model {model}; greedy, streamed /v1/completions; {a.duration:g} s rounds x {a.rounds}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     ours = ["--model", model, "--model_name", "m", "--preset", "greedy", "--threads", str(a.threads), "--max_queue", "256",
-            "--max_batch", "32", "--max_cost", str(1 << 20), "--timeout", "600", "--log_level", "warning",
-            *a.serve_args.split()]
-    servers = {"serve.py": Server(ours, env={"OMP_NUM_THREADS": str(a.threads)})}
+            "--max_batch", "32", "--max_cost", str(1 << 20), "--timeout", "600", "--log_level", "warning"]
+    servers = {" ".join(["serve.py", *x.split()]): Server(ours + x.split(), env={"OMP_NUM_THREADS": str(a.threads)})
+               for x in a.serve_args}
+    names = dict.fromkeys(servers, "m")
     if a.peer == "transformers":
         servers["transformers serve"] = Peer(model, a.threads, a.cb_num_blocks)
-    names = {"serve.py": "m", "transformers serve": model}
+    names["transformers serve"] = model
     results: dict = {}
     try:
         for s in servers.values():
@@ -221,11 +224,12 @@ def main(argv=None) -> int:
         print(f"| {clients} | {mix} | {name} | {med([x['rps'] for x in rs])} | {med([x['p50'] for x in rs])} | "
               f"{med([x['p95'] for x in rs])} | {med([x['ttft'] for x in rs])} | {med([x['cps'] for x in rs])} | "
               f"{statistics.median(x['load'] for x in rs):.1f} |")
-    if len(servers) == 2:
-        print("\nserve.py / transformers serve, per round (same round, same load):")
+    peer = "transformers serve"
+    for ours_name in [n for n in servers if n != peer] if peer in servers else []:
+        print(f"\n{ours_name} / {peer}, per round (same round, same load):")
         for clients in a.clients:
             for mix in mixes:
-                o, t = results[(clients, mix, "serve.py")], results[(clients, mix, "transformers serve")]
+                o, t = results[(clients, mix, ours_name)], results[(clients, mix, peer)]
                 rps = [x["rps"] / y["rps"] if y["rps"] else float("inf") for x, y in zip(o, t)]
                 ttft = [x["ttft"] / y["ttft"] for x, y in zip(o, t)]
                 cps = [x["cps"] / y["cps"] if y["cps"] else float("inf") for x, y in zip(o, t)]
