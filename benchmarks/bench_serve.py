@@ -10,9 +10,11 @@ conversation, turns joined by EOS, as DialoGPT sees it), greedy, streamed (to ti
 token). The raw route, because the exported folder has no chat template yet (issue 19 item 1),
 so transformers serve's chat route cannot format DialoGPT turns. A random-weight model rarely
 emits EOS, so every reply is max_tokens long: uniform (all 32) or mixed (16-40, per request).
-Closed-loop clients (each sends again when answered) for a fixed time per round; only replies
-that end inside the window count. Rounds alternate between the servers and settings (a shared
-CPU's noise hits both). Prints requests/s, p50/p95 latency and p50 time to first token per
+Closed-loop clients (each sends again when answered) for a fixed time per round: replies that
+end inside the window count for requests/s and latency, first tokens and streamed text chunks
+inside it for the time to first token and chunks/s (so a server that ends no reply inside a
+round still gets a ratio). Rounds alternate between the servers and settings (a shared CPU's
+noise hits both). Prints requests/s, p50/p95 latency, p50 time to first token and chunks/s per
 round, then per setting the median [min-max] over rounds and our/peer ratios, with the load.
 transformers serve runs offline here once `accelerate` is installed (`pip install -e .[bench]`);
 its default KV cache sizing was killed for memory on a 23 GiB machine, so it gets
@@ -114,10 +116,16 @@ class Peer:
 
 
 async def load_round(url: str, model: str, texts, clients: int, duration: float, lengths) -> dict:
+    """Closed-loop clients for `duration` s. Replies that end inside the window count for
+    requests/s and latency; every first token inside the window counts for the time to first
+    token (also of replies still running at the end), and every streamed text chunk inside it
+    for chunks/s (progress even when no reply ends inside the window)."""
     lat, ttft, codes = [], [], []
+    chunks = 0
     end = time.monotonic() + duration
 
     async def client(c: httpx.AsyncClient, i: int):
+        nonlocal chunks
         rng, k = random.Random(i), i
         while True:
             body = {"model": model, "prompt": texts[k % len(texts)], "max_tokens": rng.choice(lengths),
@@ -125,13 +133,17 @@ async def load_round(url: str, model: str, texts, clients: int, duration: float,
             t, first = time.monotonic(), None
             async with c.stream("POST", url + "/v1/completions", json=body) as r:
                 async for line in r.aiter_lines():
-                    if first is None and line.startswith("data: {") and json.loads(line[6:])["choices"]:
-                        first = time.monotonic() - t
+                    if line.startswith("data: {") and (choices := json.loads(line[6:])["choices"]):
+                        now, fresh = time.monotonic(), first is None
+                        first = now - t if fresh else first
+                        if now <= end:
+                            chunks += bool(choices[0].get("text"))
+                            if fresh:
+                                ttft.append(first)
             if time.monotonic() <= end:
                 codes.append(r.status_code)
                 if r.status_code == 200 and first is not None:
                     lat.append(time.monotonic() - t)
-                    ttft.append(first)
             k += clients
 
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=clients)) as c:
@@ -144,7 +156,10 @@ async def load_round(url: str, model: str, texts, clients: int, duration: float,
     return {"rps": len(lat) / duration, "p50": statistics.median(lat) if lat else float("nan"),
             "p95": lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else float("nan"),
             "ttft": statistics.median(ttft) if ttft else float("nan"), "ok": len(lat),
-            "other": {c: codes.count(c) for c in set(codes) if c != 200}}
+            "cps": chunks / duration, "other": {c: codes.count(c) for c in set(codes) if c != 200}}
+
+
+MIXES = {"uniform": ("uniform 32", [32]), "mixed": ("mixed 16-40", list(range(16, 41)))}
 
 
 def med(xs) -> str:
@@ -161,19 +176,26 @@ def main(argv=None) -> int:
     p.add_argument("--peer", choices=["transformers", "none"], default="transformers")
     p.add_argument("--cb_num_blocks", type=int, default=256)
     p.add_argument("--settle", type=float, default=5.0, help="seconds between rounds")
+    p.add_argument("--mixes", nargs="+", choices=list(MIXES), default=list(MIXES),
+                   help="max_tokens settings to run (default: both)")
+    p.add_argument("--serve_args", nargs="+", default=[""],
+                   help="extra serve.py flags, one server per string, all in the same rounds "
+                        "(e.g. '' '--prefill_per_row 16': the default against a variant)")
     a = p.parse_args(argv)
     tmp = tempfile.TemporaryDirectory(prefix="bench_serve-")
     model = str(bench_copy(a.model or str(random_model(Path(tmp.name) / "random-6x384")), Path(tmp.name) / "served"))
     texts = prompts()
-    mixes = {"uniform 32": [32], "mixed 16-40": list(range(16, 41))}
+    mixes = {MIXES[m][0]: MIXES[m][1] for m in a.mixes}
     print(f"model {model}; greedy, streamed /v1/completions; {a.duration:g} s rounds x {a.rounds}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     ours = ["--model", model, "--model_name", "m", "--preset", "greedy", "--threads", str(a.threads), "--max_queue", "256",
             "--max_batch", "32", "--max_cost", str(1 << 20), "--timeout", "600", "--log_level", "warning"]
-    servers = {"serve.py": Server(ours, env={"OMP_NUM_THREADS": str(a.threads)})}
+    servers = {" ".join(["serve.py", *x.split()]): Server(ours + x.split(), env={"OMP_NUM_THREADS": str(a.threads)})
+               for x in a.serve_args}
+    names = dict.fromkeys(servers, "m")
     if a.peer == "transformers":
         servers["transformers serve"] = Peer(model, a.threads, a.cb_num_blocks)
-    names = {"serve.py": "m", "transformers serve": model}
+    names["transformers serve"] = model
     results: dict = {}
     try:
         for s in servers.values():
@@ -191,24 +213,28 @@ def main(argv=None) -> int:
                         results.setdefault((clients, mix, name), []).append(res)
                         print(f"round {r + 1}  {clients:2d} clients  {mix:11s}  {name:18s} {res['rps']:6.2f} req/s  "
                               f"p50 {res['p50']:6.2f} s  p95 {res['p95']:6.2f} s  TTFT p50 {res['ttft']:6.2f} s  "
+                              f"{res['cps']:6.1f} chunks/s  "
                               f"({res['ok']} replies, others {res['other']})  load {res['load']:.1f}", flush=True)
     finally:
         for s in servers.values():
             s.__exit__(None, None, None)
-    print("\n| clients | max_tokens | server | req/s | p50 latency s | p95 latency s | p50 TTFT s | load |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| clients | max_tokens | server | req/s | p50 latency s | p95 latency s | p50 TTFT s | chunks/s | load |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (clients, mix, name), rs in results.items():
         print(f"| {clients} | {mix} | {name} | {med([x['rps'] for x in rs])} | {med([x['p50'] for x in rs])} | "
-              f"{med([x['p95'] for x in rs])} | {med([x['ttft'] for x in rs])} | "
+              f"{med([x['p95'] for x in rs])} | {med([x['ttft'] for x in rs])} | {med([x['cps'] for x in rs])} | "
               f"{statistics.median(x['load'] for x in rs):.1f} |")
-    if len(servers) == 2:
-        print("\nserve.py / transformers serve, per round (same round, same load):")
+    peer = "transformers serve"
+    for ours_name in [n for n in servers if n != peer] if peer in servers else []:
+        print(f"\n{ours_name} / {peer}, per round (same round, same load):")
         for clients in a.clients:
             for mix in mixes:
-                o, t = results[(clients, mix, "serve.py")], results[(clients, mix, "transformers serve")]
+                o, t = results[(clients, mix, ours_name)], results[(clients, mix, peer)]
                 rps = [x["rps"] / y["rps"] if y["rps"] else float("inf") for x, y in zip(o, t)]
                 ttft = [x["ttft"] / y["ttft"] for x, y in zip(o, t)]
-                print(f"  {clients:2d} clients {mix:11s}: requests/s {med(rps)}x, p50 TTFT {med(ttft)}x (lower is better)")
+                cps = [x["cps"] / y["cps"] if y["cps"] else float("inf") for x, y in zip(o, t)]
+                print(f"  {clients:2d} clients {mix:11s}: requests/s {med(rps)}x, chunks/s {med(cps)}x, "
+                      f"p50 TTFT {med(ttft)}x (lower is better)")
     return 0
 
 

@@ -44,6 +44,8 @@ def parse_args(argv=None):
     s.add_argument("--max_queue", type=int, default=128, help="waiting requests before new ones get 429")
     s.add_argument("--max_prefill", type=int, default=512,
                    help="context tokens that join the batch in one step at most (a burst joins over a few steps)")
+    s.add_argument("--prefill_per_row", type=int, default=8,
+                   help="context tokens that may join in one step per running row (one request at least)")
     s.add_argument("--timeout", type=float, default=60.0, help="seconds a request may wait and run")
     s.add_argument("--stall_s", type=float, default=30.0, help="/health says degraded after this long without a step")
     s.add_argument("--drain_s", type=float, default=10.0, help="on SIGTERM, seconds running requests may finish")
@@ -76,7 +78,7 @@ def build(args):
     ranking = Ranking(rr, args.num_candidates, "dialogrpt" if args.ranker else "mmi") if rr is not None else None
     engine = Engine(model, tok, eos, vocab, cfg, args.history_budget, ranking)
     scheduler = Scheduler(engine, args.max_batch, args.max_queue, args.max_cost, args.stall_s,
-                          max_prefill=args.max_prefill)
+                          max_prefill=args.max_prefill, prefill_per_row=args.prefill_per_row)
     name = args.model_name or Path(args.model.rstrip("/")).name
     hosts = (*LOCAL_HOSTS, *args.allow_host, *([args.host] if args.host not in ("0.0.0.0", "::") else []))
     return create_app(engine, scheduler, name, args.api_key, args.timeout, args.max_request_bytes, hosts), name

@@ -4,10 +4,14 @@ runs it step by step; requests join the running batch at the next step and leave
 - Admission is by cost, not count: a job holds rows x (context + max tokens) KV positions;
   `submit` refuses at once (QueueFull -> 429) when the queued and running jobs already hold
   `max_cost`, or `max_queue` jobs wait; a job that alone is over `max_cost` is TooBig (400).
-  At most `max_rows` rows decode at a time; the oldest waiting job joins when its rows fit,
-  and the jobs joining at one step have at most `max_prefill` context tokens together (one at
-  least): a burst of new requests is prefilled over a few steps, so the first of them get their
-  first token sooner and the running rows are not held up by one long prefill.
+- At most `max_rows` rows decode at a time. The jobs joining at one step bring at most
+  `prefill_per_row` context tokens per running row, and never more than `max_prefill` (one job
+  at least): a step's prefill stays in proportion to its decode, so a burst of new requests is
+  prefilled over a few steps, its first requests get their first token after a small prefill
+  (not after the whole burst's), and the running rows are not held up by one long prefill.
+  Waiting jobs join shortest context first (the least prefill before a first token: the
+  lowest median wait), except that a job passed over `patience` times goes first, in arrival
+  order, so none waits forever.
 - A cancelled job (client gone, timed out) leaves the queue at once, or its rows leave the
   batch at the next step; its cost is freed then.
 - Each step's tokens go through the job's TextStreams on this thread (detokenizing, stop
@@ -67,6 +71,7 @@ class Ticket:
         self.live: dict[int, _Row] = {}            # decoder row id -> row
         self.cancelled = False
         self.t = time.monotonic()
+        self.passed = 0                            # steps that admitted others while this one waited
 
     def send(self, *msg) -> None:
         try:
@@ -77,11 +82,13 @@ class Ticket:
 
 class Scheduler:
     def __init__(self, engine: Engine, max_rows: int = 32, max_queue: int = 128, max_cost: int = 1 << 15,
-                 stall_s: float = 30.0, decoder: Decoder | None = None, max_prefill: int = 512):
+                 stall_s: float = 30.0, decoder: Decoder | None = None, max_prefill: int = 512,
+                 prefill_per_row: int = 8, patience: int = 8):
         if max_rows < 1 or max_queue < 1 or max_cost < 1:
             raise ValueError("max_rows, max_queue and max_cost must be >= 1")
         self.engine, self.max_rows, self.max_queue, self.max_cost = engine, max_rows, max_queue, max_cost
         self.stall_s, self.max_prefill = stall_s, max_prefill
+        self.prefill_per_row, self.patience = prefill_per_row, patience
         self.decoder = decoder if decoder is not None else Decoder(engine.model, engine.eos, engine.vocab)
         self._pending: deque[Ticket] = deque()
         self._active: list[Ticket] = []
@@ -181,19 +188,30 @@ class Scheduler:
             if self._stop:
                 return None
             gone, self._gone = self._gone, []
-            new, rows, prefill = [], len(self._owner), 0
-            while self._pending:
-                job = self._pending[0].job
-                if new and prefill + len(job.context) > self.max_prefill:
-                    break       # the rest joins at the next step: the running rows are not held up long
-                if rows and rows + len(job.rows) > self.max_rows:
-                    break
-                t = self._pending.popleft()
-                rows += len(job.rows)
-                prefill += len(job.context)
-                new.append(t)
-                self._active.append(t)
-            return new, gone
+            return self._take(), gone
+
+    def _take(self) -> list[Ticket]:
+        """The waiting jobs that join at the next step (the module docstring's order and limits)."""
+        rows = len(self._owner)
+        budget = min(self.max_prefill, self.prefill_per_row * rows)
+        order = sorted(self._pending, key=lambda t: (0, 0) if t.passed >= self.patience else (1, len(t.job.context)))
+        new, prefill = [], 0
+        for t in order:
+            job = t.job
+            if new and prefill + len(job.context) > budget:
+                break       # the rest joins at a later step: the running rows are not held up long
+            if rows and rows + len(job.rows) > self.max_rows:
+                break
+            rows += len(job.rows)
+            prefill += len(job.context)
+            new.append(t)
+        for t in new:
+            self._pending.remove(t)
+            self._active.append(t)
+        if new:
+            for t in self._pending:
+                t.passed += 1
+        return new
 
     def _work(self) -> None:
         while (work := self._admit()) is not None:
