@@ -364,7 +364,7 @@ def write_keys(dump_dir, keys_dir, month, ratio=None, seed=0):
     return len(dep), len(keep)
 
 
-def run_full(dump_dir, keys_dir, work, month, workers, keyed):
+def run_full(dump_dir, keys_dir, work, month, workers, keyed, repo=os.path.dirname(HERE)):
     """The Makefile's train target for the month (extract, conv, merge, train.tsv); ``keyed``:
     conv filters by the keys as in the real run, else no conv key filter (HASH_FLAG): (cpu s,
     peak RSS bytes, peak bytes under T, bytes under T at the end, train.tsv bytes, conv .tsv.gz
@@ -383,7 +383,7 @@ def run_full(dump_dir, keys_dir, work, month, workers, keyed):
     th.start()
     t = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run(['make', '-C', os.path.join(os.path.dirname(HERE), 'reddit_extractor'), 'train',
+    r = subprocess.run(['make', '-C', os.path.join(repo, 'reddit_extractor'), 'train',
                         'TRAIN_MONTHS=' + month, 'S=' + dump_dir, 'K=' + keys_dir, 'T=' + t_dir, 'DATA=' + data,
                         'HASH_FLAG=' + ('' if keyed else '--ignore_keys=true'), 'WORKERS=%d' % workers, 'PYTHON=' + sys.executable],
                        capture_output=True, text=True)
@@ -415,6 +415,25 @@ def _month(data, n, month):
     return dump, json.load(open(stamp))
 
 
+def compare(a, dump, keys, work, month, keyed, n):
+    """CPU-s per million comments of this checkout and of ``a.compare`` (another checkout, e.g.
+    the code before a change) on the same month and keys, interleaved, alternating which goes first."""
+    import statistics
+    cpu = {'ours': [], 'other': []}
+    for r in range(a.rounds):
+        for who in (('ours', 'other') if r % 2 == 0 else ('other', 'ours')):
+            repo = os.path.dirname(HERE) if who == 'ours' else a.compare
+            cpu[who].append(run_full(dump, keys, work, month, 1, keyed, repo)[0] / n * 1e6)
+    ratios = [o / u for o, u in zip(cpu['other'], cpu['ours'])]
+
+    def show(v):
+        return '%.1f [%.1f-%.1f]' % (statistics.median(v), min(v), max(v))
+    print('  same month, %d rounds interleaved: CPU-s per million comments: this checkout %s, %s %s: '
+          '%sx less CPU here; load average %.2f %.2f %.2f' % (a.rounds, show(cpu['ours']), a.compare,
+                                                              show(cpu['other']), show(ratios), *os.getloadavg()),
+          flush=True)
+
+
 def full_scale(a):
     print('load average %.2f %.2f %.2f' % os.getloadavg(), flush=True)
     month = '2015-01'
@@ -443,6 +462,8 @@ def full_scale(a):
         work = os.path.join(a.data, 'work-full')
         tiny_keys = os.path.join(a.data, 'keys2015-%d-%s' % (TINY, mode))
         write_keys(tiny, tiny_keys, month, ratio)
+        if a.compare:
+            compare(a, dump, keys, work, month, keyed, n)
         cpu0 = run_full(tiny, tiny_keys, work, month, 1, keyed)[0]
         cpu, rss, peak, kept, train, conv, wall = run_full(dump, keys, work, month, 1, keyed)
         # a month costs a fixed part (start-up, imports: nltk pulls in scipy) and a part per comment
@@ -484,6 +505,9 @@ def main():
                    'RSS, peak temporary disk, output size, and the 2005-12..2017-11 projection')
     p.add_argument('--modes', default='keyed,all',
                    help='--full_scale runs: keyed (keys at the real share) and/or all (keep everything)')
+    p.add_argument('--compare', help='--full_scale: also run another checkout (e.g. /work/main) on the same '
+                   'month, interleaved, and print both CPU costs')
+    p.add_argument('--rounds', type=int, default=3, help='rounds of --compare')
     p.add_argument('--_one', help=argparse.SUPPRESS)
     p.add_argument('--_dump', help=argparse.SUPPRESS)
     p.add_argument('--_out', help=argparse.SUPPRESS)
