@@ -26,8 +26,9 @@ from .records import BadRecord, comment_row, parse, submission_row
 
 FLUSH_EVERY = 100000  # the original wrote rc rows out every 1e5 input lines
 # Extract chunks are intermediate files, read back once by conv: only their content matters.
-# zstd level 1 writes them faster and smaller than gzip level 1 did, and reads back faster.
-CHUNK_ZSTD_LEVEL = 1
+# zstd level 3 writes them 1.6x faster than gzip level 1 did, 16% smaller, and reads back 1.5x
+# faster (measured on a chunk of the benchmark's month).
+CHUNK_ZSTD_LEVEL = 3
 CHUNK_EXT = '.tsv.zst'  # with compression (the Makefile's --gzip true), else .tsv
 
 
