@@ -2,8 +2,10 @@
 
     python benchmarks/bench_reddit.py            # 1M comments (generated once, kept in $TMPDIR)
     python benchmarks/bench_reddit.py --n 100000 # smaller
-    python benchmarks/bench_reddit.py --full_scale  # one 2015-shaped month through the Makefile:
+    python benchmarks/bench_reddit.py --full_scale  # one 2015-shaped month through the Makefile, keyed
+                                                    # at the real keys' share and keeping everything:
                                                     # cost per million comments, 2005-12..2017-11 projected
+    python benchmarks/bench_reddit.py --full_scale --compare DIR  # also DIR's checkout, interleaved
 
 Runs, each in a fresh process, side by side on the same .zst month:
   baseline  a straightforward single-process port of the original reddit.py
