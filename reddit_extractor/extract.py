@@ -115,13 +115,12 @@ _TIME_RE = re.compile(rb'"created_utc": *(?:"(\d+)"|(\d+)[ ,}])')
 def _keyed_lines(block, lines, links, span):
     """Indexes of the lines to parse; the others' times go to ``span``. None: parse all."""
     n = len(lines)
-    if b'\r' in block or block.count(_LINK_ID) != n or block.count(_CREATED) != n:
+    if b'\r' in block or list(map(bytes.count, lines, [_LINK_ID] * n)).count(1) != n or \
+            list(map(bytes.count, lines, [_CREATED] * n)).count(1) != n:
         return None
     found = _LINK_RE.findall(block)
     times = _TIME_RE.findall(block)
-    if len(found) != n or len(times) != n or \
-            list(map(bytes.count, lines, [_LINK_ID] * n)).count(1) != n or \
-            list(map(bytes.count, lines, [_CREATED] * n)).count(1) != n:
+    if len(found) != n or len(times) != n:
         return None
     keyed = [i for i, link in enumerate(found) if link in links]
     if keyed:
