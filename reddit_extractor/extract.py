@@ -115,14 +115,16 @@ _TIME_RE = re.compile(rb'"created_utc": *(?:"(\d+)"|(\d+)[ ,}])')
 def _keyed_lines(block, lines, links, span):
     """Indexes of the lines to parse; the others' times go to ``span``. None: parse all."""
     n = len(lines)
-    if b'\r' in block or list(map(bytes.count, lines, [_LINK_ID] * n)).count(1) != n or \
+    found = _LINK_RE.findall(block)
+    keyed = [i for i, link in enumerate(found) if link in links]
+    if len(keyed) > n // 2:  # keys that keep most comments: checking would only add work
+        return None
+    if b'\r' in block or len(found) != n or list(map(bytes.count, lines, [_LINK_ID] * n)).count(1) != n or \
             list(map(bytes.count, lines, [_CREATED] * n)).count(1) != n:
         return None
-    found = _LINK_RE.findall(block)
     times = _TIME_RE.findall(block)
-    if len(found) != n or len(times) != n:
+    if len(times) != n:
         return None
-    keyed = [i for i, link in enumerate(found) if link in links]
     if keyed:
         skip = set(keyed)
         times = [t for i, t in enumerate(times) if i not in skip]
