@@ -2,8 +2,10 @@
 
     python benchmarks/bench_reddit.py            # 1M comments (generated once, kept in $TMPDIR)
     python benchmarks/bench_reddit.py --n 100000 # smaller
-    python benchmarks/bench_reddit.py --full_scale  # one 2015-shaped month through the Makefile:
+    python benchmarks/bench_reddit.py --full_scale  # one 2015-shaped month through the Makefile, keyed
+                                                    # at the real keys' share and keeping everything:
                                                     # cost per million comments, 2005-12..2017-11 projected
+    python benchmarks/bench_reddit.py --full_scale --compare DIR  # also DIR's checkout, interleaved
 
 Runs, each in a fresh process, side by side on the same .zst month:
   baseline  a straightforward single-process port of the original reddit.py
@@ -204,8 +206,11 @@ def run_one(kind, dump_dir, out_dir):
 
 
 # ----------------------------------------------------------------------------- full scale
-# Sources of the real sizes (counts as published; no per-month table of 2005-12..2017-11 could be
-# obtained for this file, so the projection uses the published totals, an upper bound):
+# Sources of the real sizes (counts as published). A per-month table of 2005-12..2017-11 exists
+# publicly (Watchful1's "Reddit counts per month", pastebin.com/McS2DSNz; the stats.csv of the
+# open-index/arctic data set on Hugging Face), but the stored copies searchable from this offline
+# machine return only their first rows (2005-12..2009-11 comments): the projection uses the
+# published totals instead, an upper bound (see docs/reddit.md, "Full scale").
 #  - Baumgartner et al., "The Pushshift Reddit Dataset", ICWSM 2020 (arXiv:2001.08435), sec. 3:
 #    "all the submissions and comments posted on Reddit between June 2005 and April 2019 ...
 #    651,778,198 submissions and 5,601,331,385 comments". 2005-12..2017-11 is a part of that span
@@ -213,12 +218,20 @@ def run_one(kind, dump_dir, out_dir):
 #  - RC_2015-01: 53,851,542 comments, 31,648,374,104 bytes uncompressed (5,452,413,560 as bz2),
 #    as counted by users of the dump, e.g. github.com/nicolashahn (NLDS Lab import scripts) and
 #    the Zewail City "Analyze-Reddit-Comments-Hadoop" README: 588 bytes per comment line.
-#  - RC_2017-11, the largest month of the range: 54.5 GB uncompressed (the per-month size table of
-#    the "clustering-hate-speech-reddit" README, 2017 dumps): about 93M comments at 588 bytes each.
+#  - RC_2017-11, the largest month of the range: 84,965,681 comments (58.5 GB uncompressed) and
+#    RS_2017-11 10,377,379 submissions (github.com/markditsworth/RedditCommentAnalysis, README).
+#  - The keys: the original's train.tsv has 146,846,215 lines (its README), one per kept target;
+#    its keys-test.gz (the 2018-03..2019-01 test keys, ../shared/data/dialogpt) has 110,573 `dep`
+#    lines for 99,436 `keep` lines: 1.112 kept comments per target (targets and the ancestors that
+#    are not targets themselves). So the train keys keep about 146,846,215 * 1.112 = 163M comments.
 PUSHSHIFT_COMMENTS, PUSHSHIFT_SUBMISSIONS = 5601331385, 651778198
-RC_2017_11_BYTES = 54.5e9
+RC_2017_11_COMMENTS = 84965681
 RC_2015_01_COMMENTS, RC_2015_01_BYTES = 53851542, 31648374104
 SUBS_PER_COMMENT = PUSHSHIFT_SUBMISSIONS / PUSHSHIFT_COMMENTS  # 0.116
+TRAIN_LINES, TEST_KEYS_DEP, TEST_KEYS_KEEP = 146846215, 110573, 99436
+KEPT_COMMENTS = TRAIN_LINES * TEST_KEYS_DEP / TEST_KEYS_KEEP
+# share of the comments the real train keys keep, over the comments the projection counts
+KEPT_RATIO = KEPT_COMMENTS / PUSHSHIFT_COMMENTS  # 0.029
 TRAIN_MONTHS = 144  # 2005-12 .. 2017-11 (the Makefile's SIZE=full)
 TARGET_HOURS_8, TARGET_TEMP_GB = 3.0, 100.0
 
@@ -302,26 +315,62 @@ def _du(path):
     return total
 
 
-def write_all_keys(dump_dir, keys_dir, month):
-    """Key files that keep every comment (dep): the extract step does its key lookups, nothing is
-    dropped by them, so sizes are those of the whole month (an upper bound for the keyed run)."""
+def write_keys(dump_dir, keys_dir, month, ratio=None, seed=0):
+    """Key files for the month; return (dep lines, keep lines).
+
+    ``ratio`` None: every comment is ``dep`` (kept by extract; conv then runs without keys, the
+    upper bound). Otherwise about ``ratio`` of the comments are kept the way the real keys keep
+    them: whole threads are picked at random until the share is reached; in a picked thread
+    each comment is a target (``keep``) with probability 0.9 and every target's ancestors are
+    ``dep``, which gives about the real keys' 1.11 ``dep`` lines per ``keep`` line."""
     import gzip
+    import random
     import zstandard
     os.makedirs(keys_dir, exist_ok=True)
-    with open(os.path.join(dump_dir, 'RC_%s.zst' % month), 'rb') as f, \
-            gzip.open(os.path.join(keys_dir, month + '.gz'), 'wt', compresslevel=1) as out:
+    threads = {}  # link_id -> [(cid, parent id)] in file order
+    with open(os.path.join(dump_dir, 'RC_%s.zst' % month), 'rb') as f:
         for line in io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f), encoding='utf-8'):
             c = json.loads(line)
-            out.write('%s\tt1_%s\tdep\n' % (c['link_id'], c['id']))
+            threads.setdefault(c['link_id'], []).append((c['id'], c['parent_id']))
+    n = sum(len(t) for t in threads.values())
+    rng = random.Random(seed)
+    dep, keep = [], []
+    if ratio is None:
+        dep = [(link, cid) for link, t in threads.items() for cid, _ in t]
+    else:
+        links = sorted(threads)
+        rng.shuffle(links)
+        picked = 0
+        for link in links:
+            if picked >= ratio * n:
+                break
+            parent = dict(threads[link])
+            targets = [cid for cid, _ in threads[link] if rng.random() < 0.9]
+            need = set()
+            for cid in targets:
+                while cid not in need:
+                    need.add(cid)
+                    p = parent.get(cid, '')
+                    if not p.startswith('t1_') or p[3:] not in parent:
+                        break
+                    cid = p[3:]
+            dep += [(link, cid) for cid, _ in threads[link] if cid in need]
+            keep += [(link, cid) for cid in targets]
+            picked += len(need)
+    with gzip.open(os.path.join(keys_dir, month + '.gz'), 'wt', compresslevel=1) as out:
+        out.writelines('%s\tt1_%s\tdep\n' % k for k in dep)
+        out.writelines('%s\tt1_%s\tkeep\n' % k for k in keep)
     with gzip.open(os.path.join(keys_dir, month + '-o.gz'), 'wt'):
         pass
     open(os.path.join(keys_dir, '.create'), 'w').close()
+    return len(dep), len(keep)
 
 
-def run_full(dump_dir, keys_dir, work, month, workers):
-    """The Makefile's train target for the month (extract, conv, merge, train.tsv), every comment
-    kept by the keys and no conv key filter (HASH_FLAG): (cpu s, peak RSS bytes, peak bytes under
-    T, bytes under T at the end, train.tsv bytes, conv .tsv.gz bytes, wall s)."""
+def run_full(dump_dir, keys_dir, work, month, workers, keyed, repo=os.path.dirname(HERE)):
+    """The Makefile's train target for the month (extract, conv, merge, train.tsv); ``keyed``:
+    conv filters by the keys as in the real run, else no conv key filter (HASH_FLAG): (cpu s,
+    peak RSS bytes, peak bytes under T, bytes under T at the end, train.tsv bytes, conv .tsv.gz
+    bytes, wall s)."""
     import threading
     t_dir, data = os.path.join(work, 'out'), os.path.join(work, 'data')
     shutil.rmtree(work, ignore_errors=True)
@@ -336,9 +385,9 @@ def run_full(dump_dir, keys_dir, work, month, workers):
     th.start()
     t = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run(['make', '-C', os.path.join(os.path.dirname(HERE), 'reddit_extractor'), 'train',
+    r = subprocess.run(['make', '-C', os.path.join(repo, 'reddit_extractor'), 'train',
                         'TRAIN_MONTHS=' + month, 'S=' + dump_dir, 'K=' + keys_dir, 'T=' + t_dir, 'DATA=' + data,
-                        'HASH_FLAG=--ignore_keys=true', 'WORKERS=%d' % workers, 'PYTHON=' + sys.executable],
+                        'HASH_FLAG=' + ('' if keyed else '--ignore_keys=true'), 'WORKERS=%d' % workers, 'PYTHON=' + sys.executable],
                        capture_output=True, text=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter() - t
@@ -353,48 +402,98 @@ def run_full(dump_dir, keys_dir, work, month, workers):
     return cpu, after.ru_maxrss * 1024, peak[0], end, os.path.getsize(os.path.join(data, 'train.tsv')), conv, wall
 
 
+TINY = 2000  # comments of the month run to measure the fixed cost of a month (start-up, imports)
+
+
+def _month(data, n, month):
+    """The 2015-shaped month of ``n`` comments under ``data`` (made once): (dump dir, stamp)."""
+    dump = os.path.join(data, 'reddit2015-%d' % n)
+    stamp = os.path.join(dump, 'made.json')
+    if not os.path.exists(stamp):
+        print('generating a 2015-shaped month: %d comments -> %s' % (n, dump), flush=True)
+        made, subs, mean_line = make_month_2015(n, dump, month)
+        with open(stamp, 'w') as f:
+            json.dump({'comments': made, 'submissions': subs, 'mean_line': mean_line}, f)
+    return dump, json.load(open(stamp))
+
+
+def compare(a, dump, keys, work, month, keyed, n):
+    """CPU-s per million comments of this checkout and of ``a.compare`` (another checkout, e.g.
+    the code before a change) on the same month and keys, interleaved, alternating which goes first."""
+    import statistics
+    cpu = {'ours': [], 'other': []}
+    for r in range(a.rounds):
+        for who in (('ours', 'other') if r % 2 == 0 else ('other', 'ours')):
+            repo = os.path.dirname(HERE) if who == 'ours' else a.compare
+            cpu[who].append(run_full(dump, keys, work, month, 1, keyed, repo)[0] / n * 1e6)
+    ratios = [o / u for o, u in zip(cpu['other'], cpu['ours'])]
+
+    def show(v):
+        return '%.1f [%.1f-%.1f]' % (statistics.median(v), min(v), max(v))
+    print('  same month, %d rounds interleaved: CPU-s per million comments: this checkout %s, %s %s: '
+          '%sx less CPU here; load average %.2f %.2f %.2f' % (a.rounds, show(cpu['ours']), a.compare,
+                                                              show(cpu['other']), show(ratios), *os.getloadavg()),
+          flush=True)
+
+
 def full_scale(a):
     print('load average %.2f %.2f %.2f' % os.getloadavg(), flush=True)
     month = '2015-01'
-    dump = os.path.join(a.data, 'reddit2015-%d' % a.n)
-    keys = os.path.join(a.data, 'keys2015-%d' % a.n)
-    stamp = os.path.join(dump, 'made.json')
-    if not os.path.exists(stamp):
-        print('generating a 2015-shaped month: %d comments -> %s' % (a.n, dump), flush=True)
-        n, subs, mean_line = make_month_2015(a.n, dump, month)
-        write_all_keys(dump, keys, month)
-        with open(stamp, 'w') as f:
-            json.dump({'comments': n, 'submissions': subs, 'mean_line': mean_line}, f)
-    made = json.load(open(stamp))
+    dump, made = _month(a.data, a.n, month)
+    tiny, _ = _month(a.data, TINY, month)
     n = made['comments']
     rc = os.path.getsize(os.path.join(dump, 'RC_%s.zst' % month))
     rs = os.path.getsize(os.path.join(dump, 'RS_%s.zst' % month))
     print('month: %d comments (mean line %.0f bytes; RC_2015-01: %.0f), %d submissions; .zst %.0f MB RC + %.0f MB RS'
           % (n, made['mean_line'], RC_2015_01_BYTES / RC_2015_01_COMMENTS, made['submissions'], rc / 1e6, rs / 1e6),
           flush=True)
-    cpu, rss, peak, kept, train, conv, wall = run_full(dump, keys, os.path.join(a.data, 'work-full'), month, 1)
-    m = n / 1e6
-    print('one month through make (1 process): %.1f s wall, %.1f CPU-s = %.1f CPU-s per million comments; '
-          'peak RSS %.0f MB (%.0f MB per million)' % (wall, cpu, cpu / m, rss / 1e6, rss / 1e6 / m))
-    print('  temporary disk per million comments: peak %.1f MB while the month runs, %.1f MB left when it is '
-          'done (conv .tsv.gz %.1f MB, skip counts, logs); output train.tsv %.1f MB'
-          % (peak / 1e6 / m, kept / 1e6 / m, conv / 1e6 / m, train / 1e6 / m), flush=True)
-    # projection: CPU and disk scale with the comments (the month carries submissions in the
-    # Pushshift ratio). A month's transient disk (its extract chunks) exists only while it runs:
-    # at most `procs` months at once, bounded by the largest month; the rest stays until the end.
-    total = PUSHSHIFT_COMMENTS
-    biggest = RC_2017_11_BYTES / (RC_2015_01_BYTES / RC_2015_01_COMMENTS)
-    cpu_total = cpu / n * total
-    print('projection 2005-12..2017-11 (upper bound: the %s comments and %s submissions Pushshift holds for '
-          '2005-06..2019-04; largest month ~%.0fM comments):' % (
-              format(total, ','), format(PUSHSHIFT_SUBMISSIONS, ','), biggest / 1e6))
-    for procs in (8, 64):
-        hours = max(cpu_total / procs, cpu / n * biggest) / 3600
-        disk = kept / n * total + procs * (peak - kept) / n * biggest
-        print('  %2d processes: %.1f h (target <= %.0f h on 8), temporary disk %.0f GB (target <= %.0f GB); '
-              'CPU %.0f h in all, train.tsv %.0f GB' % (procs, hours, TARGET_HOURS_8, disk / 1e9, TARGET_TEMP_GB,
-                                                         cpu_total / 3600, train / n * total / 1e9))
-    print('load average %.2f %.2f %.2f' % os.getloadavg())
+    total, biggest = PUSHSHIFT_COMMENTS, RC_2017_11_COMMENTS
+    for mode in a.modes.split(','):
+        keyed = mode == 'keyed'
+        ratio = KEPT_RATIO if keyed else None
+        keys = os.path.join(a.data, 'keys2015-%d-%s' % (a.n, mode))
+        dep, keep = write_keys(dump, keys, month, ratio)
+        if keyed:
+            print('\nkeyed (realistic): keys keep %d comments = %.1f%% of the month (the real train keys: '
+                  '%.0fM of the %.2fB comments counted below, %.1f%%), %d targets (%.3f dep per keep; real: %.3f)'
+                  % (dep, 100 * dep / n, KEPT_COMMENTS / 1e6, total / 1e9, 100 * KEPT_RATIO, keep, dep / keep,
+                     TEST_KEYS_DEP / TEST_KEYS_KEEP), flush=True)
+        else:
+            print('\nkeep everything (upper bound): keys keep all %d comments, conv without keys (HASH_FLAG)'
+                  % dep, flush=True)
+        work = os.path.join(a.data, 'work-full')
+        tiny_keys = os.path.join(a.data, 'keys2015-%d-%s' % (TINY, mode))
+        write_keys(tiny, tiny_keys, month, ratio)
+        if a.compare:
+            compare(a, dump, keys, work, month, keyed, n)
+        cpu0 = run_full(tiny, tiny_keys, work, month, 1, keyed)[0]
+        cpu, rss, peak, kept, train, conv, wall = run_full(dump, keys, work, month, 1, keyed)
+        # a month costs a fixed part (start-up, imports: nltk pulls in scipy) and a part per comment
+        per = (cpu - cpu0) / (n - TINY)
+        fixed = max(0.0, cpu0 - per * TINY)
+        m = n / 1e6
+        print('one month through make (1 process): %.1f s wall, %.1f CPU-s = %.1f CPU-s per million comments '
+              '(%.1f without the fixed %.1f CPU-s a month costs, measured on a %d-comment month); peak RSS %.0f MB '
+              '(%.0f MB per million)' % (wall, cpu, cpu / m, per * 1e6, fixed, TINY, rss / 1e6, rss / 1e6 / m))
+        print('  temporary disk per million comments: peak %.1f MB while the month runs, %.1f MB left when it '
+              'is done (conv .tsv.gz %.1f MB, skip counts, logs); output train.tsv %.1f MB'
+              % (peak / 1e6 / m, kept / 1e6 / m, conv / 1e6 / m, train / 1e6 / m), flush=True)
+        # projection: CPU and disk scale with the comments (the month carries submissions in the
+        # Pushshift ratio, and keys at the real share), plus the fixed cost of each month. A
+        # month's transient disk (its extract chunks) exists only while it runs: at most `procs`
+        # months at once, bounded by the largest month; the rest stays until the end.
+        cpu_total = fixed * TRAIN_MONTHS + per * total
+        print('projection 2005-12..2017-11 (%s; upper bound on the comments: the %s comments and %s '
+              'submissions Pushshift holds for 2005-06..2019-04; largest month RC_2017-11, %s comments):' % (
+                  'keyed' if keyed else 'keep everything', format(total, ','), format(PUSHSHIFT_SUBMISSIONS, ','),
+                  format(biggest, ',')))
+        for procs in (8, 64):
+            hours = max(cpu_total / procs, fixed + per * biggest) / 3600
+            disk = kept / n * total + procs * (peak - kept) / n * biggest
+            print('  %2d processes: %.1f h (target <= %.0f h on 8), temporary disk %.0f GB (target <= %.0f GB); '
+                  'CPU %.0f h in all, train.tsv %.0f GB' % (procs, hours, TARGET_HOURS_8, disk / 1e9, TARGET_TEMP_GB,
+                                                             cpu_total / 3600, train / n * total / 1e9))
+        print('load average %.2f %.2f %.2f' % os.getloadavg(), flush=True)
 
 
 def main():
@@ -406,6 +505,11 @@ def main():
     p.add_argument('--full_scale', action='store_true',
                    help='one 2015-shaped month through the Makefile settings: CPU-s per million comments, peak '
                    'RSS, peak temporary disk, output size, and the 2005-12..2017-11 projection')
+    p.add_argument('--modes', default='keyed,all',
+                   help='--full_scale runs: keyed (keys at the real share) and/or all (keep everything)')
+    p.add_argument('--compare', help='--full_scale: also run another checkout (e.g. /work/main) on the same '
+                   'month, interleaved, and print both CPU costs')
+    p.add_argument('--rounds', type=int, default=3, help='rounds of --compare')
     p.add_argument('--_one', help=argparse.SUPPRESS)
     p.add_argument('--_dump', help=argparse.SUPPRESS)
     p.add_argument('--_out', help=argparse.SUPPRESS)

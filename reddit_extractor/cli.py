@@ -70,7 +70,8 @@ def month_parser():
     g = p.add_argument_group('additions (not in the original)')
     g.add_argument('--workers', type=int, default=1, help='processes within the month (default 1)')
     g.add_argument('--gzip', type=boolean, nargs='?', const=True, default=False,
-                   help='write .tsv.gz outputs directly (what the Makefile does)')
+                   help='write compressed outputs directly (what the Makefile does): conv .tsv.gz, extract '
+                   'chunks .tsv.zst')
     g.add_argument('--base_url', default=os.environ.get('REDDIT_BASE_URL') or None,
                    help='mirror to download a missing dump from ($REDDIT_BASE_URL)')
     g.add_argument('--manifest', help="extract: check each dump's size/sha256 against this file's "

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from lsp_io.turns import TURN_SEP
 
 from .dumps import DumpError, iter_line_batches
+from .extract import CHUNK_EXT
 from .normalise import gpt_norm, load_tokenizer
 from .outputs import AtomicFiles, remove_quietly, write_atomic
 
@@ -40,8 +41,8 @@ class Settings:
 
 
 def chunk_path(folder, prefix, sub):
-    """rs_sub/rc_sub chunk file (gzipped as the Makefile leaves it, or plain), or None."""
-    for ext in ('.tsv.gz', '.tsv'):
+    """rs_sub/rc_sub chunk file (compressed as the Makefile leaves it, or plain), or None."""
+    for ext in (CHUNK_EXT, '.tsv.gz', '.tsv'):
         p = os.path.join(folder, '%s%d%s' % (prefix, sub, ext))
         if os.path.isfile(p):
             return p
@@ -305,7 +306,7 @@ def conv_month(month, out_root, settings, workers=1, gz=False, log=None, err=Non
     for p in (final, stat_path):
         remove_quietly(p)
     if chunk_path(folder, 'rs_sub', 0) is None:
-        raise DumpError('%s: no extract output (rs_sub0.tsv[.gz]); run the extract step first' % folder)
+        raise DumpError('%s: no extract output (rs_sub0.tsv[.zst]); run the extract step first' % folder)
     print(path_out, file=log)
     load_tokenizer()  # before any fork, so workers share it instead of each importing nltk
     stats = []

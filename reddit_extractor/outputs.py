@@ -4,6 +4,8 @@ import contextlib
 import gzip
 import os
 
+import zstandard
+
 from lsp_io.atomic import atomic_file
 
 
@@ -21,18 +23,22 @@ class AtomicFiles:
         self._stack = contextlib.ExitStack()
         self._gz = []
 
-    def open(self, path, gz=False, level=6):
+    def open(self, path, gz=False, level=6, zst=False):
+        """A binary file: gzip-compressed with ``gz`` (at ``level``), zstd with ``zst``, else plain."""
         raw = self._stack.enter_context(atomic_file(path, 'wb'))
-        if not gz:
+        if zst:
+            f = zstandard.ZstdCompressor(level=level).stream_writer(raw, closefd=False)
+        elif gz:
+            # gzip level 6 is the gzip CLI default the original Makefile used
+            f = gzip.GzipFile(filename='', mode='wb', fileobj=raw, compresslevel=level, mtime=0)
+        else:
             return raw
-        # gzip level 6 is the gzip CLI default the original Makefile used
-        f = gzip.GzipFile(filename='', mode='wb', fileobj=raw, compresslevel=level, mtime=0)
         self._gz.append(f)
         return f
 
     def commit(self):
         for f in self._gz:
-            f.close()  # writes the gzip trailer before atomic_file fsyncs and renames
+            f.close()  # writes the gzip trailer / zstd frame end before atomic_file fsyncs and renames
         self._gz = []
         self._stack.close()
 

@@ -175,7 +175,7 @@ def test_outputs_are_fsynced_atomic_files(tmp_path, monkeypatch):
     assert run_cli(['cut', str(tmp_path / 'train.tsv'), str(tmp_path / 'all.tsv.gz')])[0] == 0
     # lsp_io.atomic also fsyncs the folders; the outputs are the temporary files it synced
     finals = sorted(os.path.basename(p).split('.tmp-')[0][1:] for p in synced if '.tmp-' in os.path.basename(p))
-    assert finals == ['2011-01.stat.tsv', '2011-01.tsv.gz', 'all.tsv.gz', 'rc_sub0.tsv.gz', 'rs_sub0.tsv.gz',
+    assert finals == ['2011-01.stat.tsv', '2011-01.tsv.gz', 'all.tsv.gz', 'rc_sub0.tsv.zst', 'rs_sub0.tsv.zst',
                       'stat.errors.tsv', 'stat.tsv', 'train.tsv']
     assert gzip.decompress((tmp_path / 'all.tsv.gz').read_bytes()) == 2 * gzip.decompress(open(month, 'rb').read())
     leftovers = [p for p in tmp_path.rglob('*') if '.tmp' in p.name]
