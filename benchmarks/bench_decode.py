@@ -95,8 +95,8 @@ def main(argv=None):
                 print(f"  {mode:6} batch {bs:3d} {name:12} {med:8.1f} tok/s [{lo:.1f}-{hi:.1f}]  "
                       f"x{r[0]:.2f} of transformers [{r[1]:.2f}-{r[2]:.2f}]  "
                       f"outputs equal: {'n/a (sampled)' if same is None else same}")
-                rows.append(dict(name=name, mode=mode, batch=bs, tokens_per_s=med, lo=lo, hi=hi,
-                                 ratio_vs_transformers=r[0], ratio_lo=r[1], ratio_hi=r[2], outputs_equal=same))
+                rows.append(dict(name=name, mode=mode, batch=bs, new_tokens=a.new_tokens, tokens_per_s=med, lo=lo,
+                                 hi=hi, ratio_vs_transformers=r[0], ratio_lo=r[1], ratio_hi=r[2], outputs_equal=same))
     write_json(a.json, "decode", rows)
 
 

@@ -28,7 +28,9 @@ PLANS = {
         "train": ["bench_train.py", "--accum", "2", "--rounds", "3"],
         "optim": ["bench_optim.py", "--rounds", "3"],
         "prepro": ["bench_prepro.py", "--lines", "20000", "--rounds", "3"],
-        "decode": ["bench_decode.py", "--rounds", "3", "--new_tokens", "8"],
+        # the setting (32 new tokens) for greedy and sampling; beam at 8 (batch 32 x 4 beams is slow)
+        "decode": ["bench_decode.py", "--rounds", "3", "--modes", "greedy", "sample", "--new_tokens", "32"],
+        "decode_beam": ["bench_decode.py", "--rounds", "3", "--modes", "beam4", "--new_tokens", "8"],
     },
     "full": {
         "train": ["bench_train.py", "--accum", "8", "--rounds", "3"],

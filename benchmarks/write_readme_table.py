@@ -66,7 +66,8 @@ def _rows_decode(d):
         if name != "ours":
             continue
         t = r[("transformers", mode, bs)]
-        out.append((f"decoding {mode} batch {bs}", "bench_decode.py", spread(x, "tokens_per_s", ",.1f") + " tok/s",
+        n = f", {x['new_tokens']} new tokens" if "new_tokens" in x else ""
+        out.append((f"decoding {mode} batch {bs}{n}", "bench_decode.py", spread(x, "tokens_per_s", ",.1f") + " tok/s",
                     f"transformers `generate`: {spread(t, 'tokens_per_s', ',.1f')} tok/s",
                     spread(x, "ratio_vs_transformers", ".2f", "ratio_lo", "ratio_hi", "x") + f", {_equal(x['outputs_equal'])}"))
     return out
