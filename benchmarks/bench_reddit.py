@@ -507,7 +507,7 @@ def main():
                    'RSS, peak temporary disk, output size, and the 2005-12..2017-11 projection')
     p.add_argument('--modes', default='keyed,all',
                    help='--full_scale runs: keyed (keys at the real share) and/or all (keep everything)')
-    p.add_argument('--compare', help='--full_scale: also run another checkout (e.g. /work/main) on the same '
+    p.add_argument('--compare', help='--full_scale: also run another checkout (e.g. a `git worktree` of main) on the same '
                    'month, interleaved, and print both CPU costs')
     p.add_argument('--rounds', type=int, default=3, help='rounds of --compare')
     p.add_argument('--_one', help=argparse.SUPPRESS)
