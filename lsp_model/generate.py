@@ -140,10 +140,15 @@ def process_logits(logits, cfg: GenConfig, step: int, gen, seen, eos_id: int, vo
     return logits
 
 
+def _per_row(n: int, *settings) -> list[list]:
+    """Each setting as a list of n values: a number is every row's, a sequence has one per row."""
+    return [list(x) if isinstance(x, (list, tuple)) else [x] * n for x in settings]
+
+
 def sampling_filter(logits, temperature, top_k, top_p):
     """Temperature, then top-k, then top-p; each a number, or a sequence with one per row."""
     n, V = logits.shape
-    temps, ks, ps = (list(x) if isinstance(x, (list, tuple)) else [x] * n for x in (temperature, top_k, top_p))
+    temps, ks, ps = _per_row(n, temperature, top_k, top_p)
     t = torch.tensor(temps, dtype=logits.dtype, device=logits.device)[:, None]
     logits = logits / t
     ks = [k if 0 < k < V else 0 for k in ks]
@@ -167,12 +172,10 @@ def sample(logits, temperature, top_k, top_p, gens: list[torch.Generator]) -> to
     only the k kept tokens enter the draw (in token order, as in the full-vocabulary CDF): the
     same distribution without the full-vocabulary masking, softmax and cumsum every step."""
     n, V = logits.shape
-    ks = list(top_k) if isinstance(top_k, (list, tuple)) else [top_k] * n
-    ps = list(top_p) if isinstance(top_p, (list, tuple)) else [top_p] * n
+    temps, ks, ps = _per_row(n, temperature, top_k, top_p)
     K = max(ks)
     if not all(0 < k < V - 1 for k in ks) or any(p < 1.0 for p in ps):
         return _draw(sampling_filter(logits, temperature, top_k, top_p), gens)
-    temps = list(temperature) if isinstance(temperature, (list, tuple)) else [temperature] * n
     x = logits / torch.tensor(temps, dtype=logits.dtype, device=logits.device)[:, None]
     vals, idx = x.topk(K + 1, -1)  # one more: a tie at the k-th value keeps every tied token
     k = torch.tensor(ks, device=logits.device)[:, None]
