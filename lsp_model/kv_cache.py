@@ -14,12 +14,13 @@ tokens is reserved when it joins).
 
 The forward calls the model's own GPT-2 modules (LayerNorm, Conv1D, MLP, heads) in transformers'
 order and builds the attention mask as transformers' sdpa path does (none when nothing is
-padded), so the logits are those of `model(...)` (bit for bit; with the fast head at 1-3 rows,
-within a bound the Decoder checks: see `_head`).
+padded), so the logits are those of `model(...)` (bit for bit, or where the head's fastest
+form has other bits, within a bound the Decoder checks: see `_head`).
 """
 from __future__ import annotations
 
 import math
+import time
 import weakref
 
 import torch
@@ -85,34 +86,73 @@ class Logits:
         return Logits(self.logits[pick], self.h, err, self.lm_head, pick)
 
 
-# The head is x @ W.T over the tied [vocab, width] embedding. On CPU, MKL computes x @ W_t with
-# a contiguous transposed copy W_t faster, and for most batch sizes with the same
-# summation order (checked once per shape against nn.Linear, bit for bit). Where the bits differ
-# (117M: 1-3 rows, where MKL takes a matrix-vector path) the fast logits come with a rigorous
+# The head, x @ W.T over the tied [vocab, width] embedding, is a decode step's largest product.
+# Which way MKL runs it fastest depends on the rows and the threads (benchmarks/bench_head.py): one
+# product (nn.Linear), W's row blocks one at a time, W's row blocks @ x.T, or x against a
+# contiguous transposed copy of W. The first calls in each (power-of-two rows, threads) bucket
+# run each form once, timed; later calls use the fastest. The first call of a form at an exact
+# shape checks its bits against nn.Linear. Where they differ, the logits come with a rigorous
 # bound on the difference (two fp32 dot products of length d each within gamma_d * sum|h_i w_i|,
-# at most gamma_d * |h| * the largest row norm of W),
-# and the Decoder recomputes the model's own logits when a greedy choice is closer than that.
-_HEAD_T: "weakref.WeakKeyDictionary[torch.nn.Module, tuple]" = weakref.WeakKeyDictionary()  # head -> copy
-_HEAD_T_SAME: dict[tuple, bool] = {}
+# at most gamma_d * |h| * the largest row norm of W), and the Decoder recomputes the model's own
+# logits when a greedy choice is closer than that.
+_HEAD_BLOCK = 1024  # rows of W per product in the blocked forms
+
+
+def _plain(h, w, wt):
+    return F.linear(h, w)
+
+
+def _blocked(h, w, wt):
+    return torch.cat([F.linear(h, b) for b in w.split(_HEAD_BLOCK)], 1)
+
+
+def _blocked_t(h, w, wt):
+    out, ht = h.new_empty((w.shape[0], h.shape[0])), h.t()
+    for b, o in zip(w.split(_HEAD_BLOCK), out.split(_HEAD_BLOCK)):
+        torch.mm(b, ht, out=o)
+    return out.t().contiguous()
+
+
+def _transposed(h, w, wt):
+    return h @ wt
+
+
+_HEAD_FORMS = (_plain, _blocked, _blocked_t, _transposed)
+_HEAD_COPY: "weakref.WeakKeyDictionary[torch.nn.Module, tuple]" = weakref.WeakKeyDictionary()  # head -> W.T, max |W_r|
+_HEAD_TRIED: dict[tuple, dict] = {}  # (vocab, width, row bucket, threads) -> {form: seconds}
+_HEAD_SAME: dict[tuple, bool] = {}   # (form, vocab, width, rows, threads) -> nn.Linear's bits?
 _U32 = 2.0 ** -24  # fp32 unit roundoff
+
+
+def _head_form(bucket):
+    """(the form to run, the timings to record it in while the bucket is still trying forms)."""
+    tried = _HEAD_TRIED.setdefault(bucket, {})
+    for form in _HEAD_FORMS:
+        if form not in tried:
+            return form, tried
+    return min(tried, key=tried.get), None
 
 
 def _head(lm_head, h: torch.Tensor) -> Logits:
     w = lm_head.weight
     if w.device.type != "cpu" or w.dtype != torch.float32 or lm_head.bias is not None:
         return Logits(lm_head(h).float())
+    w = w.detach()
     key = (w._version, w.data_ptr())
-    got = _HEAD_T.get(lm_head)
+    got = _HEAD_COPY.get(lm_head)
     if got is None or got[0] != key:  # new, or the weight changed (training, loading)
-        got = (key, w.detach().t().contiguous(), w.detach().norm(dim=1).max().item())
-        _HEAD_T[lm_head] = got
-    shape = (*w.shape, h.shape[0])
-    same = _HEAD_T_SAME.get(shape)
+        got = (key, w.t().contiguous(), w.norm(dim=1).max().item())
+        _HEAD_COPY[lm_head] = got
+    rows, threads = h.shape[0], torch.get_num_threads()
+    form, tried = _head_form((*w.shape, 1 << (rows - 1).bit_length(), threads))
+    t0 = time.perf_counter()
+    fast = form(h, w, got[1])
+    if tried is not None:
+        tried[form] = time.perf_counter() - t0
+    shape = (form, *w.shape, rows, threads)
+    same = _HEAD_SAME.get(shape)
     if same is None:
-        out = lm_head(h)
-        _HEAD_T_SAME[shape] = torch.equal(out, h @ got[1])
-        return Logits(out.float())
-    fast = h @ got[1]
+        same = _HEAD_SAME[shape] = form is _plain or torch.equal(fast, F.linear(h, w))
     if same:
         return Logits(fast)
     d = w.shape[1]

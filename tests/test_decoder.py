@@ -157,13 +157,17 @@ def test_generate_runs_on_the_decoder_and_keeps_its_results(model):
         Decoder(model, EOS).add(ctx(2), RowSettings(logit_bias={500: 1.0}))
 
 
-class _NeverSame(dict):
+class _Always(dict):
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
     def get(self, key, default=None):
-        return False
+        return self.value
 
 
 def test_the_fast_head_never_changes_a_greedy_choice(model, monkeypatch):
-    """Where the transposed-copy head is not bit-equal, its logits carry an error bound and a
+    """Where the head's fastest form is not bit-equal, its logits carry an error bound and a
     greedy choice closer than that is recomputed with the model's own head."""
     import lsp_model.kv_cache as kc
     settings = RowSettings(max_new_tokens=15, min_new_tokens=15, repetition_penalty=1.5)
@@ -177,10 +181,39 @@ def test_the_fast_head_never_changes_a_greedy_choice(model, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(kc, "_head", lambda lm_head, h: kc.Logits(lm_head(h).float()))
         want = greedy()
-    monkeypatch.setattr(kc, "_HEAD_T_SAME", _NeverSame())
+    monkeypatch.setattr(kc, "_HEAD_FORMS", (kc._transposed,))
+    monkeypatch.setattr(kc, "_HEAD_TRIED", {})
+    monkeypatch.setattr(kc, "_HEAD_SAME", _Always(False))
     calls = []
     exact = kc.Logits.exact
     monkeypatch.setattr(kc.Logits, "exact", lambda self: calls.append(1) or exact(self))
     assert greedy() == want
     monkeypatch.setattr(kc, "_U32", 1e-3)   # a bound so loose that every step is recomputed
     assert greedy() == want and len(calls) >= 15
+
+
+def test_every_head_form_is_the_model_head_within_the_bound():
+    """Each way of computing the head (kv_cache._HEAD_FORMS; blocks of W's rows among them, here
+    three blocks and a partial one) gives nn.Linear's logits within the bound `_head` reports,
+    and `_head` keeps one form per row bucket."""
+    import lsp_model.kv_cache as kc
+    g = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(24, 3 * kc._HEAD_BLOCK + 5, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=g))
+    w = head.weight.detach()
+    for rows in (1, 3, 8):
+        h = torch.randn(rows, 24, generator=g)
+        want = head(h).detach()
+        bound = 2 * 24 * kc._U32 / (1 - 24 * kc._U32) * h.norm(dim=-1) * w.norm(dim=1).max()
+        for form in kc._HEAD_FORMS:
+            got = form(h, w, w.t().contiguous())
+            assert got.shape == want.shape and got.is_contiguous()
+            assert ((got - want).abs().max(-1).values <= bound).all(), form.__name__
+        for _ in range(len(kc._HEAD_FORMS) + 2):  # each form once, then the fastest
+            out = kc._head(head, h)
+            err = torch.zeros(rows) if out.err is None else out.err
+            assert ((out.logits - want).abs().max(-1).values <= err).all()
+            assert out.err is None or torch.equal(out.exact(), want)
+    tried = {k[2]: v for k, v in kc._HEAD_TRIED.items() if k[:2] == tuple(w.shape)}
+    assert sorted(tried) == [1, 4, 8] and all(set(v) == set(kc._HEAD_FORMS) for v in tried.values())
