@@ -90,12 +90,14 @@ class Logits:
 # Which way MKL runs it fastest depends on the rows and the threads (benchmarks/bench_head.py): one
 # product (nn.Linear), W's row blocks one at a time, W's row blocks @ x.T, or x against a
 # contiguous transposed copy of W. The first calls in each (power-of-two rows, threads) bucket
-# run each form once, timed; later calls use the fastest. The first call of a form at an exact
+# run the forms in turn, each _HEAD_TRIALS times, timed; later calls use the one with the
+# shortest time (the least disturbed by a shared machine). The first call of a form at an exact
 # shape checks its bits against nn.Linear. Where they differ, the logits come with a rigorous
 # bound on the difference (two fp32 dot products of length d each within gamma_d * sum|h_i w_i|,
 # at most gamma_d * |h| * the largest row norm of W), and the Decoder recomputes the model's own
 # logits when a greedy choice is closer than that.
 _HEAD_BLOCK = 1024  # rows of W per product in the blocked forms
+_HEAD_TRIALS = 3
 
 
 def _plain(h, w, wt):
@@ -119,18 +121,19 @@ def _transposed(h, w, wt):
 
 _HEAD_FORMS = (_plain, _blocked, _blocked_t, _transposed)
 _HEAD_COPY: "weakref.WeakKeyDictionary[torch.nn.Module, tuple]" = weakref.WeakKeyDictionary()  # head -> W.T, max |W_r|
-_HEAD_TRIED: dict[tuple, dict] = {}  # (vocab, width, row bucket, threads) -> {form: seconds}
+_HEAD_TRIED: dict[tuple, dict] = {}  # (vocab, width, row bucket, threads) -> {form: [seconds]}
 _HEAD_SAME: dict[tuple, bool] = {}   # (form, vocab, width, rows, threads) -> nn.Linear's bits?
 _U32 = 2.0 ** -24  # fp32 unit roundoff
 
 
 def _head_form(bucket):
-    """(the form to run, the timings to record it in while the bucket is still trying forms)."""
+    """(the form to run, its timings to add to while the bucket is still trying forms)."""
     tried = _HEAD_TRIED.setdefault(bucket, {})
-    for form in _HEAD_FORMS:
-        if form not in tried:
-            return form, tried
-    return min(tried, key=tried.get), None
+    times = [tried.setdefault(form, []) for form in _HEAD_FORMS]
+    least = min(range(len(times)), key=lambda i: len(times[i]))
+    if len(times[least]) < _HEAD_TRIALS:
+        return _HEAD_FORMS[least], times[least]
+    return _HEAD_FORMS[min(range(len(times)), key=lambda i: min(times[i]))], None
 
 
 def _head(lm_head, h: torch.Tensor) -> Logits:
@@ -148,7 +151,7 @@ def _head(lm_head, h: torch.Tensor) -> Logits:
     t0 = time.perf_counter()
     fast = form(h, w, got[1])
     if tried is not None:
-        tried[form] = time.perf_counter() - t0
+        tried.append(time.perf_counter() - t0)
     shape = (form, *w.shape, rows, threads)
     same = _HEAD_SAME.get(shape)
     if same is None:
