@@ -73,10 +73,12 @@ def main(argv=None) -> int:
         files.append(str(path))
     print(f"== all: {time.time() - t_all:.0f} s ({loadavg()})")
     if not a.no_write and files:
+        # the whole table: with --only, the other rows come from their last JSON in --out
+        table = [str(out / f"{name}.json") for name in plan if (out / f"{name}.json").exists()]
         sys.path.insert(0, str(REPO))
         from write_readme_table import main as write_table
-        write_table(files)
-        print(f"README.md table written from {', '.join(files)}")
+        write_table(table)
+        print(f"README.md table written from {', '.join(table)}")
     return 0
 
 
