@@ -122,18 +122,22 @@ def _transposed(h, w, wt):
 _HEAD_FORMS = (_plain, _blocked, _blocked_t, _transposed)
 _HEAD_COPY: "weakref.WeakKeyDictionary[torch.nn.Module, tuple]" = weakref.WeakKeyDictionary()  # head -> W.T, max |W_r|
 _HEAD_TRIED: dict[tuple, dict] = {}  # (vocab, width, row bucket, threads) -> {form: [seconds]}
+_HEAD_BEST: dict[tuple, object] = {}   # the same buckets -> the form kept once all were tried
 _HEAD_SAME: dict[tuple, bool] = {}   # (form, vocab, width, rows, threads) -> nn.Linear's bits?
 _U32 = 2.0 ** -24  # fp32 unit roundoff
 
 
 def _head_form(bucket):
     """(the form to run, its timings to add to while the bucket is still trying forms)."""
-    tried = _HEAD_TRIED.setdefault(bucket, {})
-    times = [tried.setdefault(form, []) for form in _HEAD_FORMS]
-    least = min(range(len(times)), key=lambda i: len(times[i]))
-    if len(times[least]) < _HEAD_TRIALS:
-        return _HEAD_FORMS[least], times[least]
-    return _HEAD_FORMS[min(range(len(times)), key=lambda i: min(times[i]))], None
+    best = _HEAD_BEST.get(bucket)
+    if best is not None:
+        return best, None
+    tried = _HEAD_TRIED.setdefault(bucket, {form: [] for form in _HEAD_FORMS})
+    form = min(tried, key=lambda f: len(tried[f]))  # round robin
+    if len(tried[form]) < _HEAD_TRIALS:
+        return form, tried[form]
+    best = _HEAD_BEST[bucket] = min(tried, key=lambda f: min(tried[f]))
+    return best, None
 
 
 def _head(lm_head, h: torch.Tensor) -> Logits:

@@ -183,6 +183,7 @@ def test_the_fast_head_never_changes_a_greedy_choice(model, monkeypatch):
         want = greedy()
     monkeypatch.setattr(kc, "_HEAD_FORMS", (kc._transposed,))
     monkeypatch.setattr(kc, "_HEAD_TRIED", {})
+    monkeypatch.setattr(kc, "_HEAD_BEST", {})
     monkeypatch.setattr(kc, "_HEAD_SAME", _Always(False))
     calls = []
     exact = kc.Logits.exact
@@ -218,3 +219,4 @@ def test_every_head_form_is_the_model_head_within_the_bound():
     tried = {k[2]: v for k, v in kc._HEAD_TRIED.items() if k[:2] == tuple(w.shape)}
     assert sorted(tried) == [1, 4, 8]
     assert all(len(v[f]) == kc._HEAD_TRIALS for v in tried.values() for f in kc._HEAD_FORMS)
+    assert all(kc._HEAD_BEST[(*w.shape, b, torch.get_num_threads())] in kc._HEAD_FORMS for b in tried)
