@@ -1,8 +1,9 @@
 """The output head's forms (lsp_model.kv_cache._HEAD_FORMS) against nn.Linear: logits = h @ W.T
 for the tied [vocab, width] embedding at several row counts, interleaved rounds in one process,
 GFLOP/s median [min-max], the per-round ratio to nn.Linear, whether each form gives nn.Linear's
-bits, and which form `_head` would keep (the fastest). The decoder times the forms itself on
-first use; this shows why it must (the order changes with rows and threads).
+bits, and the fastest form by median (`_head` itself keeps the form with the shortest of its
+own first-use trials). This shows why the decoder must time them: the order changes with rows
+and threads.
 
     python benchmarks/bench_head.py                     # 117M's head, 1 thread
     python benchmarks/bench_head.py --threads 2 --rows 1 32
