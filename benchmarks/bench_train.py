@@ -156,8 +156,9 @@ def main(argv=None):
             if name == "ours det":
                 deterministic_layer_norms(m)
             upd = plain_update(m) if name == "plain" else ours_update(m, cfg)
-            fns[(name, prec)] = (lambda u=upd, amp=amp: u(batches, amp))
-    interleaved(fns, 1)  # warm-up: optimizer state, allocator, caches
+            fns[(name, prec)] = (lambda bs=batches, u=upd, amp=amp: u(bs, amp))
+    # warm-up, one micro-batch per update: optimizer state, allocator, caches
+    interleaved({k: (lambda f=f: f(batches[:1])) for k, f in fns.items()}, 1)
     t = interleaved(fns, a.rounds)
     real = sum(int((b[0] != 0).sum()) for b in batches)
     peaks = {p: matmul_peak({"fp32": torch.float32, "bf16": torch.bfloat16}[p]) for p in a.precisions}
