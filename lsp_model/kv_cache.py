@@ -12,20 +12,24 @@ ahead and the older rows keep a masked gap. When the columns run out the cache i
 each row's tokens right-aligned and the gaps squeezed out (rare: space for every row's remaining
 tokens is reserved when it joins).
 
-The forward calls the model's own GPT-2 modules (LayerNorm, Conv1D, MLP, heads) in transformers'
-order and builds the attention mask as transformers' sdpa path does (none when nothing is
-padded), so the logits are those of `model(...)` (bit for bit, or where the head's fastest
-form has other bits, within a bound the Decoder checks: see `_head`).
+The forward runs the model's own GPT-2 weights through transformers' kernels in transformers'
+order (gpt2_blocks) and builds the attention mask as transformers' sdpa path does (none when
+nothing is padded), so the logits are those of `model(...)` with transformers' cache (bit for
+bit, or where the head's fastest form has other bits, within a bound the Decoder checks: see
+`_head`).
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 import weakref
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from transformers.activations import NewGELUActivation
+from transformers.pytorch_utils import Conv1D
 
 
 def check_gpt2(model) -> None:
@@ -34,36 +38,72 @@ def check_gpt2(model) -> None:
         raise TypeError(f"the decoder runs GPT-2 models (GPT2LMHeadModel), not {type(model).__name__}")
 
 
-def gpt2_logits(model, ids, pos, store, attn_mask) -> "Logits":
+class Block(NamedTuple):
+    """One GPT-2 block as calls on tensors (gpt2_blocks)."""
+    ln_1: Callable
+    c_attn: Callable
+    c_proj: Callable
+    ln_2: Callable
+    mlp: Callable
+    head_dim: int
+    scaling: float
+
+
+def gpt2_blocks(model) -> list[Block]:
+    """The model's blocks with transformers' Conv1D and LayerNorm forwards as direct calls of the
+    same kernels on the same tensors (so the same bits); a module of any other type (a peft
+    wrapper, a subclass) stays the module. At batch 1 a step is the weights streaming from memory
+    plus a few hundred small calls, of which modules' dispatch was a visible share."""
+    return [Block(_norm(b.ln_1), _conv(b.attn.c_attn), _conv(b.attn.c_proj), _norm(b.ln_2), _mlp(b.mlp),
+                  b.attn.head_dim, b.attn.scaling) for b in model.transformer.h]
+
+
+def _conv(m):
+    if type(m) is not Conv1D:
+        return m
+    w, b = m.weight, m.bias
+    return lambda x: torch.addmm(b, x.view(-1, x.shape[-1]), w).view(*x.shape[:-1], w.shape[1])
+
+
+def _norm(m):
+    if type(m) is not torch.nn.LayerNorm:
+        return m
+    return functools.partial(F.layer_norm, normalized_shape=m.normalized_shape, weight=m.weight, bias=m.bias,
+                             eps=m.eps)
+
+
+def gpt2_logits(model, ids, pos, store, attn_mask, blocks: list[Block] | None = None) -> "Logits":
     """Next-token logits (see Logits) after `ids` [n, q] at positions `pos` [n, q] (see gpt2_hidden)."""
-    tr = model.transformer
-    return _head(model.lm_head, tr.ln_f(gpt2_hidden(model, ids, pos, store, attn_mask)[:, -1:])[:, 0])
+    x = gpt2_hidden(model, ids, pos, store, attn_mask, blocks=blocks)
+    return _head(model.lm_head, model.transformer.ln_f(x[:, -1:])[:, 0])
 
 
-def gpt2_hidden(model, ids, pos, store, attn_mask, pick: torch.Tensor | None = None) -> torch.Tensor:
+def gpt2_hidden(model, ids, pos, store, attn_mask, pick: torch.Tensor | None = None,
+                blocks: list[Block] | None = None) -> torch.Tensor:
     """The last block's output [n, q, width] (before ln_f) for `ids` [n, q] at positions `pos`.
     `store(layer, k, v)` keeps this call's keys/values [n, head, q, dim] and returns the ones to
     attend to; `attn_mask` is a bool [n, 1, q, kv] mask, or None for plain causal attention.
     `pick` [n]: only the output at column pick[r] of each row is wanted ([n, 1, width]); the last
-    block still stores every key/value but runs its attention output and MLP at that column only."""
+    block still stores every key/value but runs its attention output and MLP at that column only.
+    `blocks`: gpt2_blocks(model), made once by a caller that runs many steps."""
     tr = model.transformer
+    blocks = gpt2_blocks(model) if blocks is None else blocks
     x = tr.wte(ids) + tr.wpe(pos)
     n, q, width = x.shape
     causal = q > 1 and attn_mask is None
-    for i, block in enumerate(tr.h):
-        attn = block.attn
-        qs, ks, vs = attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=2)
-        qs, ks, vs = (s.view(n, q, -1, attn.head_dim).transpose(1, 2) for s in (qs, ks, vs))
+    for i, b in enumerate(blocks):
+        # the split of transformers' attention (views [n, head, q, dim] of c_attn's output) in two calls
+        qs, ks, vs = b.c_attn(b.ln_1(x)).view(n, q, 3, -1, b.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         ks, vs = store(i, ks, vs)
-        if pick is not None and i == len(tr.h) - 1:
+        if pick is not None and i == len(blocks) - 1:
             at = torch.arange(n, device=x.device)
             qs, x, q, causal = qs[at, :, pick][:, :, None], x[at, pick][:, None], 1, False
             kv = ks.shape[2]  # the picked column's row of the causal or given mask
             attn_mask = (torch.arange(kv, device=x.device) <= pick[:, None] + kv - ids.shape[1])[:, None, None] \
                 if attn_mask is None else attn_mask[at, :, pick][:, :, None]
-        o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=attn_mask, scale=attn.scaling, is_causal=causal)
-        x = attn.c_proj(o.transpose(1, 2).reshape(n, q, width)) + x
-        x = x + _mlp(block.mlp, block.ln_2(x))
+        o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=attn_mask, scale=b.scaling, is_causal=causal)
+        x = b.c_proj(o.transpose(1, 2).reshape(n, q, width)) + x
+        x = x + b.mlp(b.ln_2(x))
     return x
 
 
@@ -167,16 +207,18 @@ def _head(lm_head, h: torch.Tensor) -> Logits:
     return Logits(fast, h, 2 * gamma * h.norm(dim=-1) * got[2], lm_head)  # sum|h_i w_i| <= |h| |w|
 
 
-def _mlp(mlp, x):
+def _mlp(mlp):
     """GPT-2's MLP; its gelu_new in place (the same operations as transformers' NewGELUActivation,
     so the same bits, without its five temporaries)."""
-    h = mlp.c_fc(x)
-    if isinstance(mlp.act, NewGELUActivation):
-        t = torch.pow(h, 3.0).mul_(0.044715).add_(h).mul_(math.sqrt(2.0 / math.pi)).tanh_().add_(1.0)
-        h = (h * 0.5).mul_(t)
-    else:
-        h = mlp.act(h)
-    return mlp.dropout(mlp.c_proj(h))
+    c_fc, c_proj, act = _conv(mlp.c_fc), _conv(mlp.c_proj), mlp.act
+    if isinstance(act, NewGELUActivation):
+        act = _gelu_new
+    return lambda x: mlp.dropout(c_proj(act(c_fc(x))))
+
+
+def _gelu_new(h):
+    t = torch.pow(h, 3.0).mul_(0.044715).add_(h).mul_(math.sqrt(2.0 / math.pi)).tanh_().add_(1.0)
+    return (h * 0.5).mul_(t)
 
 
 class SlotCache:
@@ -187,6 +229,7 @@ class SlotCache:
         c = model.config
         p = next(model.parameters())
         self.model, self.device, self.dtype = model, p.device, p.dtype
+        self.blocks = gpt2_blocks(model)
         self.shape = (c.n_layer, 2, c.n_head, c.n_embd // c.n_head)
         self.kv = self.valid = None
         self.n = self.t = 0
@@ -249,7 +292,7 @@ class SlotCache:
                 self.kv[s0:s1, layer, j, :, c0:self.t] = x if pick is None else x[pick]
             return k, v
 
-        logits = gpt2_logits(self.model, ids, pos, store, mask)
+        logits = gpt2_logits(self.model, ids, pos, store, mask, self.blocks)
         self.valid[s0:s1, :] = False
         self.valid[s0:s1, c0:self.t] = valid if pick is None else valid[pick]
         self.n = s1
@@ -263,13 +306,15 @@ class SlotCache:
         seen = self.valid[:n, lo:t + 1]
         mask = None if bool(seen.all()) else seen[:, None, None, :]
 
-        def store(layer, k, v):
-            kv = self.kv[:n, layer]
-            kv[:, 0, :, t] = k[:, :, 0]
-            kv[:, 1, :, t] = v[:, :, 0]
-            return kv[:, 0, :, lo:t + 1], kv[:, 1, :, lo:t + 1]
+        seen_kv = self.kv[:n, :, :, :, lo:t + 1].unbind(1)  # per layer [n, k/v, head, column, dim]
 
-        logits = gpt2_logits(self.model, tok[:, None], pos[:, None], store, mask)
+        def store(layer, k, v):
+            ks, vs = seen_kv[layer].unbind(1)
+            ks.narrow(2, t - lo, 1).copy_(k)
+            vs.narrow(2, t - lo, 1).copy_(v)
+            return ks, vs
+
+        logits = gpt2_logits(self.model, tok[:, None], pos[:, None], store, mask, self.blocks)
         self.t = t + 1
         return logits
 

@@ -220,3 +220,33 @@ def test_every_head_form_is_the_model_head_within_the_bound():
     assert sorted(tried) == [1, 4, 8]
     assert all(len(v[f]) == kc._HEAD_TRIALS for v in tried.values() for f in kc._HEAD_FORMS)
     assert all(kc._HEAD_BEST[(*w.shape, b, torch.get_num_threads())] in kc._HEAD_FORMS for b in tried)
+
+
+@pytest.mark.parametrize("lengths", [(7,), (7, 7), (7, 3, 5)])
+def test_cache_forward_is_transformers_cached_forward_bit_for_bit(model, lengths):
+    """SlotCache's prefill and one-token steps give the logits of transformers' own forward with
+    its DynamicCache (what `generate` runs), bit for bit: one row, rows without padding, and
+    left-padded rows (the attention mask path)."""
+    from transformers import DynamicCache
+
+    from lsp_model.generate import left_pad, positions_from_mask
+    from lsp_model.kv_cache import SlotCache
+    contexts = [ctx(n, start=1 + 3 * i) for i, n in enumerate(lengths)]
+    steps = [[(5 * s + 11 * i) % 100 for i in range(len(lengths))] for s in range(6)]
+    ids, mask = left_pad(contexts, EOS)
+    cache = SlotCache(model)
+    cache.reserve(len(contexts), ids.shape[1], len(steps))
+    with torch.no_grad():
+        past = DynamicCache()
+        want = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask),
+                     cache=past, use_cache=True, logits_to_keep=1).logits[:, -1]
+        got = cache.prefill(contexts)
+        assert torch.equal(got.exact(), want)
+        pos = torch.tensor([len(c) - 1 for c in contexts])
+        for tok in steps:
+            tok, pos = torch.tensor(tok), pos + 1
+            mask = torch.cat([mask, torch.ones((len(contexts), 1), dtype=mask.dtype)], 1)
+            want = model(input_ids=tok[:, None], attention_mask=mask, position_ids=pos[:, None],
+                         cache=past, use_cache=True, logits_to_keep=1).logits[:, -1]
+            got = cache.decode(tok, pos, cache.first_column())
+            assert torch.equal(got.exact(), want)
