@@ -306,7 +306,6 @@ class SlotCache:
         self.valid[:n, t] = True
         seen = self.valid[:n, lo:t + 1]
         mask = None if bool(seen.all()) else seen[:, None, None, :]
-
         seen_kv = self.kv[:n, :, :, :, lo:t + 1].unbind(1)  # per layer [n, k/v, head, column, dim]
 
         def store(layer, k, v):
