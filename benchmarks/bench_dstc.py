@@ -65,32 +65,47 @@ def perl_mteval(corpus: Corpus) -> None:
     print(f"perl mteval: {dt:.2f} s  NIST {lines[-6].split()[1:5]}  BLEU {lines[-4].split()[1:5]}")
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=6000)
     p.add_argument("--refs", type=int, default=15)
     p.add_argument("--profile", default="dialogpt")
     p.add_argument("--no-meteor", action="store_true")
-    args = p.parse_args()
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import load, machine, summary, write_json
 
     hyps, refs = make_corpus(args.n, args.refs)
-    print(f"corpus: {args.n} examples x {args.refs} refs, profile {args.profile}, {os.cpu_count()} CPUs")
-    t0, c0 = time.perf_counter(), time.process_time()
-    corpus = Corpus.build(hyps, refs, args.profile)
-    t1 = time.perf_counter()
-    scores = evaluate_corpus(corpus, meteor=False)
-    t2 = time.perf_counter()
-    print(f"prepare (clean_str + slots): {t1 - t0:.2f} s")
-    print(f"NIST/BLEU + entropy/distinct/len: {t2 - t1:.2f} s")
-    print(f"total without METEOR: {t2 - t0:.2f} s wall, {time.process_time() - c0:.2f} s CPU "
-          f"(load average {os.getloadavg()[0]:.1f}: wall > CPU means the machine is shared)")
-    if not args.no_meteor:
-        t3 = time.perf_counter()
-        scores = evaluate_corpus(corpus, meteor=True)
-        print(f"total with METEOR (jar overlapped with Python): {time.perf_counter() - t3:.2f} s "
-              f"[{scores['meteor_status']}]")
+    print(f"corpus: {args.n} examples x {args.refs} refs, profile {args.profile}; {machine()}; before: {load()}")
+    times: dict[str, list] = {"prepare": [], "metrics": [], "wall": [], "cpu": [], "with METEOR": []}
+    for _ in range(args.rounds):
+        t0, c0 = time.perf_counter(), time.process_time()
+        corpus = Corpus.build(hyps, refs, args.profile)
+        t1 = time.perf_counter()
+        scores = evaluate_corpus(corpus, meteor=False)
+        t2 = time.perf_counter()
+        times["prepare"].append(t1 - t0)
+        times["metrics"].append(t2 - t1)
+        times["wall"].append(t2 - t0)
+        times["cpu"].append(time.process_time() - c0)
+        if not args.no_meteor:
+            t3 = time.perf_counter()
+            scores = evaluate_corpus(corpus, meteor=True)
+            times["with METEOR"].append(time.perf_counter() - t3)
+    print(f"{args.rounds} rounds, seconds median [min-max]; after: {load()} (wall > CPU: the machine is shared)")
+    rows = []
+    for name, label in (("prepare", "prepare (clean_str + slots)"), ("metrics", "NIST/BLEU + entropy/distinct/len"),
+                        ("wall", "total without METEOR, wall"), ("cpu", "total without METEOR, CPU"),
+                        ("with METEOR", f"with METEOR (jar overlapped with Python) [{scores.get('meteor_status')}]")):
+        if times[name]:
+            med, lo, hi = summary(times[name])
+            print(f"  {label}: {med:.2f} s [{lo:.2f}-{hi:.2f}]")
+            rows.append(dict(name=name, seconds=med, lo=lo, hi=hi, examples=args.n, refs=args.refs))
     print(format_table(scores, name="bench"))
     perl_mteval(corpus)
+    write_json(args.json, "dstc", rows)
 
 
 if __name__ == "__main__":

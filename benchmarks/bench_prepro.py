@@ -63,11 +63,11 @@ def main(argv=None):
     p.add_argument("--lines", type=int, default=60_000, help="corpus lines (chitchat has ~131k, none repeated)")
     p.add_argument("--baseline_lines", type=int, default=10_000, help="lines the original runs on (its rate is per line)")
     p.add_argument("--workers", default="1,2")
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json")
     args = p.parse_args(argv)
 
-    from common import load, machine, summary as med, write_json
+    from common import load, machine, ratio_rounds, summary as med, write_json
     from lsp_data.prepro import build_db
     from lsp_model.tokenizer import find_bpe_files, load_tokenizer
     import original_prepro
@@ -95,15 +95,21 @@ def main(argv=None):
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0 + _children_cpu() - k0
                 per_line[key].append((wall / lines, cpu / lines))
                 shutil.rmtree(out)
-        print(f"{args.rounds} rounds; {load()}")
+        print(f"{args.rounds} rounds; {load()}; median [min-max] over rounds, ratios per round")
         rows = []
-        o_wall, o_cpu = (med([x[i] for x in per_line["original"]])[0] for i in (0, 1))
         for key, xs in per_line.items():
-            wall, cpu = (med([x[i] for x in xs])[0] for i in (0, 1))
-            print(f"  {key:10} {1 / wall:8,.0f} lines/s wall ({o_wall / wall:5.1f}x original), "
-                  f"{1 / cpu:8,.0f} lines per CPU-second ({o_cpu / cpu:5.1f}x original)")
-            rows.append(dict(name=key, lines_per_s=1 / wall, lines_per_cpu_s=1 / cpu, wall_x=o_wall / wall,
-                             cpu_x=o_cpu / cpu))
+            row = dict(name=key)
+            for i, unit in enumerate(("s", "cpu_s")):
+                rate = med([1 / x[i] for x in xs])
+                x_orig = med(ratio_rounds([o[i] for o in per_line["original"]], [x[i] for x in xs]))
+                row |= {f"lines_per_{unit}": rate[0], f"lines_per_{unit}_lo": rate[1], f"lines_per_{unit}_hi": rate[2],
+                        f"{'wall' if i == 0 else 'cpu'}_x": x_orig[0], f"{'wall' if i == 0 else 'cpu'}_x_lo": x_orig[1],
+                        f"{'wall' if i == 0 else 'cpu'}_x_hi": x_orig[2]}
+            print(f"  {key:10} {row['lines_per_s']:8,.0f} [{row['lines_per_s_lo']:,.0f}-{row['lines_per_s_hi']:,.0f}] "
+                  f"lines/s wall ({row['wall_x']:.1f}x original [{row['wall_x_lo']:.1f}-{row['wall_x_hi']:.1f}]), "
+                  f"{row['lines_per_cpu_s']:8,.0f} [{row['lines_per_cpu_s_lo']:,.0f}-{row['lines_per_cpu_s_hi']:,.0f}] "
+                  f"lines per CPU-second ({row['cpu_x']:.1f}x [{row['cpu_x_lo']:.1f}-{row['cpu_x_hi']:.1f}])")
+            rows.append(row)
         write_json(args.json, "prepro", rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -467,14 +467,18 @@ def full_scale(a):
         if a.compare:
             compare(a, dump, keys, work, month, keyed, n)
         cpu0 = run_full(tiny, tiny_keys, work, month, 1, keyed)[0]
-        cpu, rss, peak, kept, train, conv, wall = run_full(dump, keys, work, month, 1, keyed)
+        runs = [run_full(dump, keys, work, month, 1, keyed) for _ in range(a.rounds)]
+        by_cpu = sorted(runs)
+        cpu, rss, peak, kept, train, conv, wall = by_cpu[(len(runs) - 1) // 2]  # the median run (by CPU)
         # a month costs a fixed part (start-up, imports: nltk pulls in scipy) and a part per comment
         per = (cpu - cpu0) / (n - TINY)
         fixed = max(0.0, cpu0 - per * TINY)
         m = n / 1e6
-        print('one month through make (1 process): %.1f s wall, %.1f CPU-s = %.1f CPU-s per million comments '
-              '(%.1f without the fixed %.1f CPU-s a month costs, measured on a %d-comment month); peak RSS %.0f MB '
-              '(%.0f MB per million)' % (wall, cpu, cpu / m, per * 1e6, fixed, TINY, rss / 1e6, rss / 1e6 / m))
+        print('one month through make (1 process), the median of %d runs by CPU: %.1f s wall, %.1f CPU-s = %.1f '
+              '[%.1f-%.1f] CPU-s per million comments (%.1f without the fixed %.1f CPU-s a month costs, measured '
+              'on a %d-comment month); peak RSS %.0f MB (%.0f MB per million)' % (
+                  a.rounds, wall, cpu, cpu / m, by_cpu[0][0] / m, by_cpu[-1][0] / m, per * 1e6, fixed, TINY,
+                  rss / 1e6, rss / 1e6 / m))
         print('  temporary disk per million comments: peak %.1f MB while the month runs, %.1f MB left when it '
               'is done (conv .tsv.gz %.1f MB, skip counts, logs); output train.tsv %.1f MB'
               % (peak / 1e6 / m, kept / 1e6 / m, conv / 1e6 / m, train / 1e6 / m), flush=True)
@@ -509,7 +513,8 @@ def main():
                    help='--full_scale runs: keyed (keys at the real share) and/or all (keep everything)')
     p.add_argument('--compare', help='--full_scale: also run another checkout (e.g. a `git worktree` of main) on the same '
                    'month, interleaved, and print both CPU costs')
-    p.add_argument('--rounds', type=int, default=3, help='rounds of --compare')
+    p.add_argument('--rounds', type=int, default=3, help='interleaved rounds (and of --compare)')
+    p.add_argument('--json')
     p.add_argument('--_one', help=argparse.SUPPRESS)
     p.add_argument('--_dump', help=argparse.SUPPRESS)
     p.add_argument('--_out', help=argparse.SUPPRESS)
@@ -523,31 +528,47 @@ def main():
         print('generating %d comments -> %s' % (a.n, dump), flush=True)
         subprocess.run([sys.executable, os.path.join(HERE, 'make_reddit_month.py'), '--n', str(a.n), '--out', dump],
                        check=True)
-    results, outputs = {}, {}
-    for kind in a.runs.split(','):
-        out = os.path.join(a.data, 'out-%s' % kind)
-        shutil.rmtree(out, ignore_errors=True)
-        r = subprocess.run([sys.executable, __file__, '--_one', kind, '--_dump', dump, '--_out', out],
-                           check=True, capture_output=True, text=True)
-        results[kind] = json.loads(r.stdout.strip().splitlines()[-1])
-        path = os.path.join(out, 'conv', MONTH + '.tsv')
-        outputs[kind] = open(path, 'rb').read()
-        res = results[kind]
-        print('%-9s %7.1f s wall %10.0f comments/s  (%6.1f s CPU)  peak RSS %5.0f MB (%.0f MB per 1M comments)' % (
-            kind, res['seconds'], a.n / res['seconds'], res['cpu'], res['rss_kb'] / 1024,
-            res['rss_kb'] / 1024 / (a.n / 1e6)), flush=True)
-    if 'baseline' in results:
-        for kind in results:
-            if kind != 'baseline':
-                print('speed-up %s vs baseline: %.2fx wall (%.2fx CPU time)' % (
-                    kind, results['baseline']['seconds'] / results[kind]['seconds'],
-                    results['baseline']['cpu'] / results[kind]['cpu']))
+    sys.path.insert(0, HERE)
+    from common import load, machine, ratio_rounds, summary, write_json
+    kinds = a.runs.split(',')
+    print('%d comments, %d rounds of %s interleaved, each run a fresh process; %s; before: %s' % (
+        a.n, a.rounds, ', '.join(kinds), machine(), load()), flush=True)
+    results, outputs = {k: [] for k in kinds}, {}
+    for r in range(a.rounds):
+        for kind in kinds:
+            out = os.path.join(a.data, 'out-%s' % kind)
+            shutil.rmtree(out, ignore_errors=True)
+            proc = subprocess.run([sys.executable, __file__, '--_one', kind, '--_dump', dump, '--_out', out],
+                                  check=True, capture_output=True, text=True)
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[kind].append(res)
+            outputs.setdefault(kind, open(os.path.join(out, 'conv', MONTH + '.tsv'), 'rb').read())
+            print('  round %d %-9s %7.1f s wall %10.0f comments/s  (%6.1f s CPU)  peak RSS %5.0f MB' % (
+                r + 1, kind, res['seconds'], a.n / res['seconds'], res['cpu'], res['rss_kb'] / 1024), flush=True)
+    print('median [min-max] over %d rounds; after: %s' % (a.rounds, load()))
+    rows = []
+    for kind, rs in results.items():
+        wall, cpu = summary([x['seconds'] for x in rs]), summary([x['cpu'] for x in rs])
+        rate, mb = summary([a.n / x['seconds'] for x in rs]), summary([x['rss_kb'] / 1024 for x in rs])
+        row = dict(name=kind, comments=a.n, seconds=wall[0], lo=wall[1], hi=wall[2], comments_per_s=rate[0],
+                   rate_lo=rate[1], rate_hi=rate[2], cpu_s=cpu[0], cpu_lo=cpu[1], cpu_hi=cpu[2], rss_mb=mb[0],
+                   rss_lo=mb[1], rss_hi=mb[2])
+        line = ('%-9s %6.1f s [%.1f-%.1f] wall, %8.0f comments/s [%.0f-%.0f], %6.1f s CPU [%.1f-%.1f], '
+                'peak RSS %.0f MB [%.0f-%.0f]' % (kind, *wall, *rate, *cpu, *mb))
+        if 'baseline' in results and kind != 'baseline':
+            x = summary(ratio_rounds([b['seconds'] for b in results['baseline']], [o['seconds'] for o in rs]))
+            xc = summary(ratio_rounds([b['cpu'] for b in results['baseline']], [o['cpu'] for o in rs]))
+            row |= dict(speedup=x[0], speedup_lo=x[1], speedup_hi=x[2], cpu_speedup=xc[0], cpu_speedup_lo=xc[1],
+                        cpu_speedup_hi=xc[2])
+            line += '; %.2fx [%.2f-%.2f] the baseline\'s speed (%.2fx [%.2f-%.2f] less CPU)' % (*x, *xc)
+        print(line)
+        rows.append(row)
     same = len(set(outputs.values())) == 1
     print('conv outputs identical across runs: %s (%d lines)' % (
         same, next(iter(outputs.values())).count(b'\n')))
     if not same:
         raise SystemExit(1)
-
+    write_json(a.json, 'reddit', rows)
 
 if __name__ == '__main__':
     main()

@@ -3,6 +3,7 @@
     python benchmarks/run_all.py --quick             # the README's settings, < 15 min on 2 idle cores
     python benchmarks/run_all.py                     # fuller: training at accumulation 8, more rounds
     python benchmarks/run_all.py --quick --no_write  # print and keep the JSON, leave README alone
+    python benchmarks/run_all.py --extra             # the other stages' table: loader, evaluation, Reddit (~12 min)
 
 Each benchmark runs in its own process (one torch thread) and prints its own table: median
 [min-max] over >= 3 interleaved rounds of ours and its peer in one process, with the load average
@@ -38,6 +39,12 @@ PLANS = {
         "prepro": ["bench_prepro.py", "--rounds", "3"],
         "decode": ["bench_decode.py", "--rounds", "3"],
     },
+    # README's second table (stages without a torch peer in the same process)
+    "extra": {
+        "loader": ["bench_loader.py", "--rounds", "3"],
+        "dstc": ["bench_dstc.py", "--no-meteor", "--rounds", "3"],
+        "reddit": ["bench_reddit.py", "--rounds", "3"],
+    },
 }
 
 
@@ -48,11 +55,15 @@ def loadavg() -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the README's settings (< 15 min on 2 idle cores)")
-    ap.add_argument("--only", nargs="+", choices=sorted(PLANS["quick"]), help="run these benchmarks only")
+    ap.add_argument("--extra", action="store_true", help="the other stages' table instead (loader, evaluation, Reddit)")
+    ap.add_argument("--only", nargs="+", choices=sorted({k for plan in PLANS.values() for k in plan}),
+                    help="run these benchmarks of the plan only")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="where the --json files go")
     ap.add_argument("--no_write", action="store_true", help="do not rewrite README.md's table")
     a = ap.parse_args(argv)
-    plan = PLANS["quick" if a.quick else "full"]
+    plan = PLANS["extra" if a.extra else "quick" if a.quick else "full"]
+    if a.only and set(a.only) - set(plan):
+        ap.error(f"--only {' '.join(sorted(set(a.only) - set(plan)))}: not in this plan ({', '.join(plan)})")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
