@@ -46,6 +46,16 @@ def ours_generate(model, contexts, n_new, mode):
     return [h[0]["ids"] for h in generate(model, contexts, cfg, EOS)]
 
 
+def read_weights(model, device, times: int = 5) -> None:
+    """Read every weight once per time (a sum over each tensor, the tied embedding once): no
+    step that multiplies by all the weights, as a batch-1 step does, can take less time."""
+    ws = list({w.data_ptr(): w for w in model.parameters()}.values())
+    for _ in range(times):
+        for w in ws:
+            w.sum()
+    _sync(device)
+
+
 def _sync(device):
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
@@ -81,12 +91,18 @@ def main(argv=None):
                         outs[key] = fn(model, ctxs[:bs], n_new, mode)
                     _sync(a.device)
                 fns[(name, mode, bs)] = run
+    # the floor of a batch-1 step, in the same rounds: reading the weights (5 times per round)
+    fns[("weights", "read", 0)] = lambda n_new=None: read_weights(model, a.device)
     # warm-up, a quarter of the tokens: first-call costs (allocator, the head's copy and its forms'
     # trials, which greedy and sampling at one batch size share) without a whole extra round
     warm = max(2, a.new_tokens // 4)
     interleaved({k: (lambda f=f: f(warm)) for k, f in fns.items()}, 1)
     t = interleaved(fns, a.rounds)
     print(f"  after: {load()}")
+    floor = summary([x / 5 for x in t.pop(("weights", "read", 0))])
+    mb = sum(w.numel() * w.element_size() for w in {w.data_ptr(): w for w in model.parameters()}.values()) / 1e6
+    print(f"  reading every weight once ({mb:,.0f} MB, the floor of a batch-1 step): {1e3 * floor[0]:.1f} ms "
+          f"[{1e3 * floor[1]:.1f}-{1e3 * floor[2]:.1f}], {mb / 1e3 / floor[0]:.1f} GB/s")
     for mode in a.modes:
         for bs in a.batches:
             # sampled replies come from different random streams: only their lengths can agree
@@ -100,6 +116,12 @@ def main(argv=None):
                       f"outputs equal: {'n/a (sampled)' if same is None else same}")
                 rows.append(dict(name=name, mode=mode, batch=bs, new_tokens=a.new_tokens, tokens_per_s=med, lo=lo,
                                  hi=hi, ratio_vs_transformers=r[0], ratio_lo=r[1], ratio_hi=r[2], outputs_equal=same))
+                if bs == 1:
+                    ms = summary([1e3 * x / a.new_tokens for x in xs])
+                    print(f"  {'':6} {'':9} {'':12} {ms[0]:8.1f} ms a token, the prompt's prefill included "
+                          f"[{ms[1]:.1f}-{ms[2]:.1f}]: {ms[0] / 1e3 / floor[0]:.2f}x the weight read")
+                    rows[-1] |= dict(ms_per_token=ms[0], weight_read_ms=1e3 * floor[0],
+                                     weight_read_lo=1e3 * floor[1], weight_read_hi=1e3 * floor[2])
     write_json(a.json, "decode", rows)
 
 
