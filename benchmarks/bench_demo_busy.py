@@ -1,11 +1,12 @@
 """The whole demo on an idle machine against the same machine with one busy core.
 
-    python benchmarks/bench_demo_busy.py [--steps 500] [--rounds 1] [--json FILE] [-- demo flags]
+    python benchmarks/bench_demo_busy.py [--steps 500] [--rounds 1] [--idle_only] [--json FILE] [-- demo flags]
 
 Each round runs `python demo.py` (its defaults: threads from the free cores, bf16 where the CPU
 has it) once idle and once beside one `python -c 'while 1: pass'` burner, alternating which
 goes first, each into a fresh output folder, and reads the per-stage seconds the demo writes to
-summary.json. Prints the totals, per-stage medians and the busy/idle ratio of each round.
+summary.json. Prints the totals (median [min-max]) and the busy/idle ratio of each round;
+`--idle_only` times the idle demo alone (the README's end-to-end figure, 3 rounds in ~25 min).
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--idle_only", action="store_true", help="no burner: the idle demo's time only")
     p.add_argument("--json")
     a, extra = p.parse_known_args(argv)
     extra = [x for x in extra if x != "--"]
@@ -51,21 +53,27 @@ def main(argv=None):
     res = {"idle": [], "busy": []}
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(a.rounds):
-            for busy in ([False, True] if k % 2 == 0 else [True, False]):
+            for busy in ([False] if a.idle_only else [False, True] if k % 2 == 0 else [True, False]):
                 name = "busy" if busy else "idle"
                 r = run_demo(Path(tmp) / f"{name}{k}", a.steps, extra, busy)
                 res[name].append(r)
                 print(f"round {k + 1} {name}: {r['wall']:.0f} s  {r['cpu']}  stages {r['stages']}  last eval {r['eval']}",
                       flush=True)
-    ratios = [b["wall"] / i["wall"] for i, b in zip(res["idle"], res["busy"])]
     rows = []
     for name in ("idle", "busy"):
         walls = [r["wall"] for r in res[name]]
-        rows.append(dict(name=f"demo {name}", median_s=round(statistics.median(walls), 1)))
-        print(f"demo {name}: median {statistics.median(walls):.0f} s over {len(walls)} run(s)")
-    rows.append(dict(name="busy / idle", ratio=round(statistics.median(ratios), 2),
-                     rounds=[round(x, 2) for x in ratios]))
-    print(f"busy / idle: {statistics.median(ratios):.2f}x (rounds {', '.join(f'{x:.2f}' for x in ratios)}); {load()}")
+        if not walls:
+            continue
+        rows.append(dict(name=f"demo {name}", median_s=round(statistics.median(walls), 1), lo=round(min(walls), 1),
+                         hi=round(max(walls), 1)))
+        print(f"demo {name}: median {statistics.median(walls):.0f} s [{min(walls):.0f}-{max(walls):.0f}] over "
+              f"{len(walls)} run(s)")
+    if res["busy"]:
+        ratios = [b["wall"] / i["wall"] for i, b in zip(res["idle"], res["busy"])]
+        rows.append(dict(name="busy / idle", ratio=round(statistics.median(ratios), 2),
+                         rounds=[round(x, 2) for x in ratios]))
+        print(f"busy / idle: {statistics.median(ratios):.2f}x (rounds {', '.join(f'{x:.2f}' for x in ratios)})")
+    print(load())
     write_json(a.json, "demo_busy", rows)
 
 

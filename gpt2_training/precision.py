@@ -6,11 +6,14 @@ the other work on the machine move the balance, so the demo measures instead of 
 
     python -m gpt2_training.precision models/config.json --batch 8 --seq 128 --json out.json
 
-The updates are the loop's (LMLoss, the original's Adam, weights cast once per update) on random
-tokens, interleaved fp32/bf16 for `--rounds` rounds after one warm-up each; the result is the
-median seconds per update of each, and the faster one. bf16 must win by `MARGIN` to be chosen: on
-a machine where the two are close the choice would otherwise flip between runs, and the losses
-depend on it.
+First one of the model's matrix products is timed in both precisions (`matmul_ratio`): where bf16
+is emulated it is GIVE_UP or more times slower, and fp32 is chosen without timing a bf16 update
+(one took 44 s against fp32's 1 s for the demo's model on an AVX2 CPU; the probe takes a second).
+Otherwise the updates are the loop's (LMLoss, the original's Adam, weights cast once per update)
+on random tokens, interleaved fp32/bf16 for `--rounds` rounds after one warm-up each; the result
+is the median seconds per update of each, and the faster one. bf16 must win by `MARGIN` to be
+chosen: on a machine where the two are close the choice would otherwise flip between runs, and
+the losses depend on it.
 """
 from __future__ import annotations
 
@@ -22,7 +25,30 @@ import sys
 import time
 
 MARGIN = 1.10  # bf16 is chosen when fp32 takes at least this many times as long
-GIVE_UP = 3.0  # a bf16 warm-up this many times slower than fp32's: no rounds (see measure)
+GIVE_UP = 3.0  # a bf16 product or warm-up update this many times slower than fp32's: no rounds (see measure)
+
+
+def matmul_ratio(config, batch: int, seq: int, reps: int = 3) -> float:
+    """bf16 / fp32 time of the model's MLP product at one micro-batch's rows (each the best of
+    `reps` after a warm-up; bf16 stops after its first timed call when that is already GIVE_UP
+    times fp32's best, as where it is emulated)."""
+    import torch
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch * seq, config.n_embd, generator=g)
+    w = torch.randn(config.n_embd, 4 * config.n_embd, generator=g)
+
+    def timed(a, b) -> float:
+        t = time.perf_counter()
+        a @ b
+        return time.perf_counter() - t
+    x @ w
+    fp32 = min(timed(x, w) for _ in range(reps))
+    xb, wb = x.bfloat16(), w.bfloat16()
+    xb @ wb
+    first = timed(xb, wb)
+    if first > GIVE_UP * fp32:
+        return first / fp32
+    return min([first] + [timed(xb, wb) for _ in range(reps - 1)]) / fp32
 
 
 def update_timer(config, batch: int, seq: int, precision: str, seed: int = 0):
@@ -59,21 +85,35 @@ def update_timer(config, batch: int, seq: int, precision: str, seed: int = 0):
 
 
 def measure(config, batch: int, seq: int, rounds: int = 3) -> dict:
-    """{"fp32": median s/update, "bf16": ..., "rounds": n, "choice": "bf16" | "fp32"}. Where bf16's
-    warm-up update already takes `GIVE_UP` times fp32's (emulated bf16: no bf16 units), the
-    rounds are skipped (rounds 0, the warm-up times): bf16 cannot win, and each of its updates
-    would cost the demo seconds."""
+    """{"fp32": median s/update, "bf16": ..., "rounds": n, "choice": "bf16" | "fp32",
+    "matmul_ratio": bf16/fp32 of one product}. Where bf16's product (or its warm-up update)
+    already takes `GIVE_UP` times fp32's (emulated bf16: no bf16 units), fewer things are timed:
+    bf16 cannot win, and each of its updates would cost the demo seconds. After a slow product no
+    update runs ("fp32" and "bf16" are None); after a slow warm-up update, no rounds (rounds 0,
+    the warm-up times)."""
+    ratio = matmul_ratio(config, batch, seq)
+    if ratio > GIVE_UP:
+        return {"fp32": None, "bf16": None, "rounds": 0, "choice": "fp32", "matmul_ratio": ratio}
     timers = {p: update_timer(config, batch, seq, p) for p in ("fp32", "bf16")}
     warm = {p: f() for p, f in timers.items()}  # warm-up: optimizer state, allocator, oneDNN kernels
     if warm["bf16"] > GIVE_UP * warm["fp32"]:
-        return {"fp32": warm["fp32"], "bf16": warm["bf16"], "rounds": 0, "choice": "fp32"}
+        return {"fp32": warm["fp32"], "bf16": warm["bf16"], "rounds": 0, "choice": "fp32", "matmul_ratio": ratio}
     times = {p: [] for p in timers}
     for _ in range(rounds):
         for p, f in timers.items():
             times[p].append(f())
     med = {p: statistics.median(v) for p, v in times.items()}
     choice = "bf16" if med["fp32"] >= MARGIN * med["bf16"] else "fp32"
-    return {"fp32": med["fp32"], "bf16": med["bf16"], "rounds": rounds, "choice": choice}
+    return {"fp32": med["fp32"], "bf16": med["bf16"], "rounds": rounds, "choice": choice, "matmul_ratio": ratio}
+
+
+def describe(res: dict) -> str:
+    """What was measured, in words (the demo's precision line)."""
+    if res["fp32"] is None:
+        return (f"a bf16 matrix product took {res['matmul_ratio']:.0f}x fp32's (bf16 is emulated here), "
+                "so no bf16 update was timed")
+    how = f"median of {res['rounds']}" if res["rounds"] else "one update each: bf16 is emulated here"
+    return f"an update took {res['fp32']:.2f} s in fp32 and {res['bf16']:.2f} s in bf16 ({how})"
 
 
 def main(argv=None) -> int:
@@ -91,8 +131,7 @@ def main(argv=None) -> int:
         print(f"error: {a.config}: {e}", file=sys.stderr)
         return 1
     res = measure(config, a.batch, a.seq, a.rounds)
-    how = f"median of {res['rounds']}" if res["rounds"] else "one warm-up update each"
-    print(f"fp32 {res['fp32']:.2f} s/update, bf16 {res['bf16']:.2f} s/update ({how}): {res['choice']}")
+    print(f"{res['choice']}: {describe(res)}")
     if a.json:
         from lsp_io.atomic import atomic_file
         with atomic_file(a.json, "w") as f:

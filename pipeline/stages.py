@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from gpt2_training.precision import describe
 from lsp_model.runfolder import TRAIN_LOG, complete_steps, run_dirs, weights_path
 
 from .build import Interrupted, StageError, count_lines, fingerprint, run, say, stamp_matches, write_stamp
@@ -408,10 +409,8 @@ def stage_precision(s: DemoSettings, threads: int, mdir: Path) -> bool:
     else:
         res = stamp["result"]
     bf16 = res["choice"] == "bf16"
-    how = f"median of {res['rounds']}" if res["rounds"] else "one update each: bf16 is emulated here"
-    say(f"precision: training in {'bf16 autocast' if bf16 else 'fp32'}, the faster here: an update took "
-        f"{res['fp32']:.2f} s in fp32 and {res['bf16']:.2f} s in bf16 ({threads} thread(s), {how}"
-        f"{', measured earlier' if stamp else ''}; --bf16 true|false fixes it)")
+    say(f"precision: training in {'bf16 autocast' if bf16 else 'fp32'}, the faster here: {describe(res)} "
+        f"({threads} thread(s){', measured earlier' if stamp else ''}; --bf16 true|false fixes it)")
     return bf16
 
 
