@@ -46,10 +46,15 @@ def ours_generate(model, contexts, n_new, mode):
     return [h[0]["ids"] for h in generate(model, contexts, cfg, EOS)]
 
 
+def weights(model) -> list:
+    """Every weight tensor once (the tied embedding is the head too)."""
+    return list({w.data_ptr(): w for w in model.parameters()}.values())
+
+
 def read_weights(model, device, times: int = 5) -> None:
-    """Read every weight once per time (a sum over each tensor, the tied embedding once): no
-    step that multiplies by all the weights, as a batch-1 step does, can take less time."""
-    ws = list({w.data_ptr(): w for w in model.parameters()}.values())
+    """Read every weight once per time (a sum over each tensor): no step that multiplies by all
+    the weights, as a batch-1 step does, can take less time."""
+    ws = weights(model)
     for _ in range(times):
         for w in ws:
             w.sum()
@@ -100,7 +105,7 @@ def main(argv=None):
     t = interleaved(fns, a.rounds)
     print(f"  after: {load()}")
     floor = summary([x / 5 for x in t.pop(("weights", "read", 0))])
-    mb = sum(w.numel() * w.element_size() for w in {w.data_ptr(): w for w in model.parameters()}.values()) / 1e6
+    mb = sum(w.numel() * w.element_size() for w in weights(model)) / 1e6
     print(f"  reading every weight once ({mb:,.0f} MB, the floor of a batch-1 step): {1e3 * floor[0]:.1f} ms "
           f"[{1e3 * floor[1]:.1f}-{1e3 * floor[2]:.1f}], {mb / 1e3 / floor[0]:.1f} GB/s")
     for mode in a.modes:

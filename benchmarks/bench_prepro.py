@@ -99,12 +99,11 @@ def main(argv=None):
         rows = []
         for key, xs in per_line.items():
             row = dict(name=key)
-            for i, unit in enumerate(("s", "cpu_s")):
+            for i, (rate_key, x_key) in enumerate((("lines_per_s", "wall_x"), ("lines_per_cpu_s", "cpu_x"))):
                 rate = med([1 / x[i] for x in xs])
                 x_orig = med(ratio_rounds([o[i] for o in per_line["original"]], [x[i] for x in xs]))
-                row |= {f"lines_per_{unit}": rate[0], f"lines_per_{unit}_lo": rate[1], f"lines_per_{unit}_hi": rate[2],
-                        f"{'wall' if i == 0 else 'cpu'}_x": x_orig[0], f"{'wall' if i == 0 else 'cpu'}_x_lo": x_orig[1],
-                        f"{'wall' if i == 0 else 'cpu'}_x_hi": x_orig[2]}
+                for key_, v in ((rate_key, rate), (x_key, x_orig)):
+                    row |= {key_: v[0], f"{key_}_lo": v[1], f"{key_}_hi": v[2]}
             print(f"  {key:10} {row['lines_per_s']:8,.0f} [{row['lines_per_s_lo']:,.0f}-{row['lines_per_s_hi']:,.0f}] "
                   f"lines/s wall ({row['wall_x']:.1f}x original [{row['wall_x_lo']:.1f}-{row['wall_x_hi']:.1f}]), "
                   f"{row['lines_per_cpu_s']:8,.0f} [{row['lines_per_cpu_s_lo']:,.0f}-{row['lines_per_cpu_s_hi']:,.0f}] "

@@ -570,5 +570,6 @@ def main():
         raise SystemExit(1)
     write_json(a.json, 'reddit', rows)
 
+
 if __name__ == '__main__':
     main()
