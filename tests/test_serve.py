@@ -391,7 +391,9 @@ def test_after_32_hung_up_heavy_requests_a_normal_request_is_answered_at_once(se
 
     with ThreadPoolExecutor(32) as ex:
         list(ex.map(hang_up, range(32)))
-    assert "hung up" in codes and set(codes) <= {"hung up", 429}, codes   # admitted by cost, or refused at once
+    # admitted by cost (and hung up on), or refused at once; on a fast moment of the machine the
+    # first one admitted can finish inside the half second (200), but not every one admitted
+    assert "hung up" in codes and set(codes) <= {"hung up", 429, 200}, codes
     after = min(timed() for _ in range(2))
     assert after <= 5 * idle + 0.5, (after, idle)
     h = health(server)
